@@ -1,0 +1,243 @@
+"""The one backend-agnostic log-sum-exp kernel and its derivative rules.
+
+Everything here is written against the Array API standard only; the autodiff
+adapters (``_torch``, ``_jax``) register :func:`kernel` with their framework and
+call :func:`kernel_jvp` / :func:`kernel_vjp` as its derivative rules.
+
+The kernel reduces one axis of an already prepared input:
+
+* ``x`` is floating (float32 or float64), absent entries are ``-inf``;
+* ``weights`` is ``None`` or an array of ``x``'s shape, zero where absent;
+* ``temperature`` is a Python float ``t >= 0`` (negative temperatures are
+  handled by the caller as ``-kernel(-x, |t|)``).
+
+With ``m = max(x)`` taken at one pivot index ``k``, every term is scaled by
+``e_i = exp((x_i - m) / t)``, so ``e_k == 1`` exactly, and
+
+    LSE_t(x) = m + t * log1p(sum_{i != k} e_i)
+
+keeps full relative accuracy when one term dominates (``[0, -40, -40]``), where
+``m + t * log(sum_i e_i)`` rounds the sum to 1 and returns ``m``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import device
+
+#: Names of the arrays the kernel can return.
+#:
+#: ``lse``    t * log|sum b_i exp(x_i / t)|, keepdims shape
+#: ``sign``   sign of the sum (0 for an empty sum), keepdims shape
+#: ``q``      d lse / dx = b_i e_i / sum(b e): the softmax when b is None
+#: ``r``      d lse / db / t = e_i / sum(b e) (only with weights)
+#: ``log_q``  log of ``q`` (only without weights): the log-softmax
+OUTPUT_NAMES = ("lse", "sign", "q", "r", "log_q")
+
+
+def _constant(xp: Any, value: float, like: Any) -> Any:
+    return xp.asarray(value, dtype=like.dtype, device=device(like))
+
+
+def _sign(xp: Any, value: Any) -> Any:
+    """sign with NaN propagated, built from ``where`` (array-api-compat's torch
+    ``sign`` indexes with a boolean mask, which ``torch.vmap`` cannot batch)."""
+    one = _constant(xp, 1.0, value)
+    zero = _constant(xp, 0.0, value)
+    return xp.where(value > 0, one, xp.where(value < 0, -one, xp.where(value == 0, zero, value)))
+
+
+def _pivot_mask(xp: Any, index: Any, axis: int, size: int, ndim: int) -> Any:
+    """Boolean array, True at the one pivot position per slice (broadcastable)."""
+    shape = [1] * ndim
+    shape[axis] = size
+    positions = xp.reshape(xp.arange(size, dtype=index.dtype, device=device(index)), tuple(shape))
+    return positions == index
+
+
+def kernel(
+    xp: Any,
+    x: Any,
+    weights: Any | None,
+    axis: int,
+    temperature: float,
+    outputs: tuple[str, ...],
+) -> tuple[Any, ...]:
+    """Reduce ``axis`` of the prepared ``x``; return the named ``outputs`` in order.
+
+    Three passes over the data: arg max, ``exp`` with the sum, and (only when a
+    full-size output such as ``q`` is asked for) one scaling pass.
+    """
+    t = temperature
+    neg_inf = _constant(xp, -math.inf, x)
+    zero = _constant(xp, 0.0, x)
+    one = _constant(xp, 1.0, x)
+    if weights is not None:
+        x = xp.where(weights == 0, neg_inf, x)  # b = 0 is absent, like where=False
+
+    size = x.shape[axis]
+    index = xp.argmax(x, axis=axis, keepdims=True)
+    maximum = xp.take_along_axis(x, index, axis=axis)
+    # k entries +inf: the limit is uniform weight on them, so rescale those
+    # slices to 0 (the +inf entries) and -inf (the rest) before exponentiating.
+    positive_inf = maximum == math.inf
+    x = xp.where(positive_inf, xp.where(x == math.inf, zero, neg_inf), x)
+    # All -inf (empty after masking): shift by 0 so that exp gives 0, not NaN.
+    shift = xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
+
+    shifted = x - shift
+    if t == 0.0:
+        # The limit t -> 0+: weight 1 on every tie of the max, 0 elsewhere;
+        # NaN anywhere still poisons the slice.
+        scaled = xp.where(shifted == 0, one, xp.where(xp.isnan(shifted), shifted, zero))
+    else:
+        if t != 1.0:
+            shifted = shifted / _constant(xp, t, x)
+        scaled = xp.exp(shifted)
+
+    pivot = _pivot_mask(xp, index, axis, size, x.ndim)
+    terms = scaled if weights is None else weights * scaled
+    rest = xp.sum(xp.where(pivot, zero, terms), axis=axis, keepdims=True)
+    empty = maximum == -math.inf
+
+    if weights is None:
+        log_sum = xp.log1p(rest)
+        total = one + rest
+        sign = xp.where(empty, zero, _sign(xp, total))
+    else:
+        pivot_weight = xp.take_along_axis(weights, index, axis=axis)
+        ratio = rest / xp.where(pivot_weight == 0, one, pivot_weight)
+        one_plus_ratio = one + ratio
+        # log|w_k + rest| = log|w_k| + log|1 + rest / w_k|; log1p keeps the
+        # dominant-term accuracy while 1 + ratio > 0.
+        log_sum = xp.log(xp.abs(pivot_weight)) + xp.where(
+            ratio > -1, xp.log1p(xp.where(ratio > -1, ratio, zero)), xp.log(xp.abs(one_plus_ratio))
+        )
+        total = pivot_weight + rest
+        sign = _sign(xp, pivot_weight) * _sign(xp, one_plus_ratio)
+
+    results: dict[str, Any] = {}
+    if "lse" in outputs:
+        if t == 0.0:
+            # Exact max; 0 * log_sum carries NaN from elsewhere in the slice.
+            results["lse"] = maximum + zero * xp.where(xp.isinf(log_sum), zero, log_sum)
+        else:
+            results["lse"] = maximum + _constant(xp, t, x) * log_sum if t != 1.0 else maximum + log_sum
+    if "sign" in outputs:
+        results["sign"] = sign
+    if "q" in outputs or "r" in outputs:
+        denominator = xp.where(empty, one, total)
+        if "q" in outputs:
+            results["q"] = terms / denominator
+        if "r" in outputs:
+            results["r"] = scaled / denominator
+    if "log_q" in outputs:
+        if t == 0.0:
+            results["log_q"] = xp.log(scaled / xp.where(empty, one, total))
+        else:
+            results["log_q"] = shifted - log_sum
+    return tuple(results[name] for name in outputs)
+
+
+def _sum(xp: Any, value: Any, axis: int) -> Any:
+    return xp.sum(value, axis=axis, keepdims=True)
+
+
+def kernel_jvp(
+    xp: Any,
+    q: Any,
+    r: Any | None,
+    x_tangent: Any | None,
+    weights_tangent: Any | None,
+    axis: int,
+    temperature: float,
+    outputs: tuple[str, ...],
+) -> tuple[Any, ...]:
+    """Forward-mode rule: tangents of the named ``outputs`` of :func:`kernel`.
+
+    With ``a = <q, dx>`` and ``c = <r, db>``:
+    ``d lse = a + t c``, ``d q = q (dx - a) / t + r db - q c``,
+    ``d r = r (dx - a) / t - r c``, ``d log_q = (dx - a) / t``.
+    At ``t = 0`` the weights are piecewise constant in ``x``: only ``a`` remains.
+    """
+    t = temperature
+    if x_tangent is None:
+        x_tangent = xp.zeros_like(q)
+    a = _sum(xp, q * x_tangent, axis)
+    c = None if weights_tangent is None or r is None else _sum(xp, r * weights_tangent, axis)
+    centred = (x_tangent - a) / _constant(xp, t, q) if t != 0.0 else None
+    tangents: dict[str, Any] = {}
+    if "lse" in outputs:
+        tangents["lse"] = a if c is None else a + _constant(xp, t, q) * c
+    if "sign" in outputs:
+        tangents["sign"] = xp.zeros_like(a)
+    if "q" in outputs:
+        value = q * centred if centred is not None else xp.zeros_like(q)
+        if c is not None:
+            value = value + r * weights_tangent - q * c
+        tangents["q"] = value
+    if "r" in outputs:
+        value = r * centred if centred is not None else xp.zeros_like(r)
+        if c is not None:
+            value = value - r * c
+        tangents["r"] = value
+    if "log_q" in outputs:
+        tangents["log_q"] = centred if centred is not None else xp.zeros_like(q)
+    return tuple(tangents[name] for name in outputs)
+
+
+def kernel_vjp(
+    xp: Any,
+    q: Any,
+    r: Any | None,
+    cotangents: dict[str, Any | None],
+    axis: int,
+    temperature: float,
+) -> tuple[Any | None, Any | None]:
+    """Reverse-mode rule: ``(grad_x, grad_weights)`` from the outputs' cotangents.
+
+    ``grad_x = q g_lse + [q (g_q - <q, g_q>) + r g_r - q <r, g_r> + g_lq - q <1, g_lq>] / t``
+    ``grad_b = r (t g_lse + g_q - <q, g_q> - <r, g_r>)``.
+    With only ``g_lse`` (the gradient of ``logsumexp``), ``grad_x = q * g_lse``:
+    for ``g_lse = 1`` that is ``q`` bit for bit, the same array ``softmax`` returns.
+    """
+    t = temperature
+    g_lse = cotangents.get("lse")
+    g_q = cotangents.get("q")
+    g_r = cotangents.get("r")
+    g_log_q = cotangents.get("log_q")
+
+    grad_x = q * g_lse if g_lse is not None else None
+    inner = None
+    q_dot_g_q = _sum(xp, q * g_q, axis) if g_q is not None else None
+    r_dot_g_r = _sum(xp, r * g_r, axis) if g_r is not None and r is not None else None
+    if t != 0.0:
+        if g_q is not None:
+            inner = q * (g_q - q_dot_g_q)
+        if r_dot_g_r is not None:
+            term = r * g_r - q * r_dot_g_r
+            inner = term if inner is None else inner + term
+        if g_log_q is not None:
+            term = g_log_q - q * _sum(xp, g_log_q, axis)
+            inner = term if inner is None else inner + term
+        if inner is not None:
+            inner = inner / _constant(xp, t, q)
+            grad_x = inner if grad_x is None else grad_x + inner
+    if grad_x is None:
+        grad_x = xp.zeros_like(q)
+
+    grad_weights = None
+    if r is not None:
+        scale = None
+        if g_lse is not None:
+            scale = _constant(xp, t, q) * g_lse if t != 1.0 else g_lse
+        for term in (
+            (g_q - q_dot_g_q) if g_q is not None else None,
+            -r_dot_g_r if r_dot_g_r is not None else None,
+        ):
+            if term is not None:
+                scale = term if scale is None else scale + term
+        grad_weights = r * scale if scale is not None else xp.zeros_like(r)
+    return grad_x, grad_weights
