@@ -57,6 +57,18 @@ def _pivot_mask(xp: Any, index: Any, axis: int, size: int, ndim: int) -> Any:
     return positions == index
 
 
+def _empty_outputs(xp: Any, x: Any, axis: int, outputs: tuple[str, ...]) -> tuple[Any, ...]:
+    """Empty slices (a static shape): LSE is log(0) = -inf, the sum's sign 0."""
+    reduced_shape = tuple(1 if i == axis else n for i, n in enumerate(x.shape))
+    fills = {"lse": -math.inf, "sign": 0.0}
+    return tuple(
+        xp.full(reduced_shape, fills[name], dtype=x.dtype, device=device(x))
+        if name in fills
+        else xp.zeros_like(x)
+        for name in outputs
+    )
+
+
 def kernel(
     xp: Any,
     x: Any,
@@ -78,6 +90,8 @@ def kernel(
         x = xp.where(weights == 0, neg_inf, x)  # b = 0 is absent, like where=False
 
     size = x.shape[axis]
+    if size == 0:
+        return _empty_outputs(xp, x, axis, outputs)
     index = xp.argmax(x, axis=axis, keepdims=True)
     maximum = xp.take_along_axis(x, index, axis=axis)
     # k entries +inf: the limit is uniform weight on them, so rescale those
@@ -135,7 +149,12 @@ def kernel(
             results["r"] = scaled / denominator
     if "log_q" in outputs:
         if t == 0.0:
-            results["log_q"] = xp.log(scaled / xp.where(empty, one, total))
+            weight = scaled / xp.where(empty, one, total)  # exactly 1/k on the ties
+            results["log_q"] = xp.where(
+                weight > 0,
+                xp.log(xp.where(weight > 0, weight, one)),
+                xp.where(xp.isnan(weight), weight, neg_inf),
+            )
         else:
             results["log_q"] = shifted - log_sum
     return tuple(results[name] for name in outputs)

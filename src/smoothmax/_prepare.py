@@ -62,10 +62,12 @@ def normalize_axes(axis: Any, ndim: int, argument: str = "axis") -> tuple[int, .
 
 def check_temperature(temperature: Any) -> float:
     """``temperature`` as a finite Python float."""
+    if isinstance(temperature, (str, bytes)):
+        raise TypeError(f"temperature must be a real number; got {type(temperature).__name__}")
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         try:
             temperature = float(temperature)  # 0-d arrays
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(
                 f"temperature must be a real number; got {type(temperature).__name__}"
             ) from None

@@ -1,0 +1,216 @@
+"""Registered derivatives: the gradient of logsumexp IS softmax (bitwise), NaN-free
+on masked and all -inf slices, and correct to second order on torch and jax."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from smoothmax import log_softmax, logsumexp, softmax
+
+RNG = np.random.default_rng(20261125)
+
+
+def mask_like(backend, shape, density=0.6, empty_row=True):
+    mask = RNG.random(shape) < density
+    if empty_row:
+        mask[0, ...] = False
+    return backend.asbool(mask)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "axis, temperature",
+    [(-1, 1.0), (0, 1.0), ((0, 2), 1.0), (None, 1.0), (1, 0.25), ((1, 2), -2.0), (-1, 0.0)],
+)
+def test_gradient_is_softmax_bitwise(autodiff_xp, dtype, axis, temperature):
+    x = autodiff_xp.asarray(RNG.standard_normal((3, 4, 5)) * 3, dtype)
+    gradient = autodiff_xp.grad(lambda v: logsumexp(v, axis=axis, temperature=temperature), x)
+    expected = softmax(x, axis=axis, temperature=temperature)
+    np.testing.assert_array_equal(autodiff_xp.to_numpy(gradient), autodiff_xp.to_numpy(expected))
+    assert gradient.dtype == expected.dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradient_is_softmax_bitwise_with_where(autodiff_xp, dtype):
+    values = RNG.standard_normal((4, 6))
+    mask = mask_like(autodiff_xp, (4, 6))
+    values[~autodiff_xp.to_numpy(mask).astype(bool)] = np.nan  # hidden NaNs never leak
+    x = autodiff_xp.asarray(values, dtype)
+    gradient = autodiff_xp.grad(lambda v: logsumexp(v, axis=1, where=mask), x)
+    expected = softmax(x, axis=1, where=mask)
+    got = autodiff_xp.to_numpy(gradient)
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(got[0], np.zeros(6))  # fully masked row
+    np.testing.assert_array_equal(got, autodiff_xp.to_numpy(expected))
+
+
+def test_gradient_with_zero_one_weights_is_masked_softmax_bitwise(autodiff_xp):
+    values = RNG.standard_normal((3, 5))
+    selected = RNG.random((3, 5)) < 0.7
+    x = autodiff_xp.asarray(values)
+    b = autodiff_xp.asarray(selected.astype(float))
+    gradient = autodiff_xp.grad(lambda v: logsumexp(v, axis=1, b=b), x)
+    expected = softmax(x, axis=1, where=autodiff_xp.asbool(selected))
+    np.testing.assert_array_equal(autodiff_xp.to_numpy(gradient), autodiff_xp.to_numpy(expected))
+
+
+def test_gradient_with_weights_is_weighted_softmax(autodiff_xp):
+    values = RNG.standard_normal((3, 5))
+    weights = RNG.uniform(-1, 2, (3, 5))
+    x, b = autodiff_xp.asarray(values), autodiff_xp.asarray(weights)
+    gradient = autodiff_xp.to_numpy(autodiff_xp.grad(lambda v: logsumexp(v, axis=1, b=b, return_sign=True)[0], x))
+    terms = weights * np.exp(values)
+    np.testing.assert_allclose(gradient, terms / terms.sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize("row", [[-math.inf] * 4, [math.inf, 1.0, math.inf, -math.inf], [-math.inf, 0.0, -math.inf, 2.0]])
+def test_gradient_special_rows_are_nan_free(autodiff_xp, row):
+    x = autodiff_xp.asarray(row)
+    gradient = autodiff_xp.to_numpy(autodiff_xp.grad(logsumexp, x))
+    assert not np.isnan(gradient).any()
+    np.testing.assert_array_equal(gradient, autodiff_xp.to_numpy(softmax(x)))
+    np.testing.assert_allclose(gradient.sum(), 0.0 if row[1] == -math.inf and row[3] == -math.inf else 1.0)
+
+
+def test_empty_gradient(autodiff_xp):
+    x = autodiff_xp.asarray(np.zeros((2, 0)))
+    assert tuple(autodiff_xp.grad(lambda v: logsumexp(v, axis=1), x).shape) == (2, 0)
+
+
+# ------------------------------------------------------------------ PyTorch
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        lambda v: logsumexp(v, axis=(0, 1), temperature=0.7),
+        lambda v: logsumexp(v, axis=1, temperature=-0.3, keepdims=True),
+        lambda v: softmax(v, axis=0, temperature=-0.5),
+        lambda v: log_softmax(v, axis=1),
+        lambda v: log_softmax(v, axis=(0, 1), temperature=2.0),
+        lambda v: softmax(v, axis=1, where=_torch().tensor([True, False, True, True, True, False])),
+    ],
+    ids=["lse-tuple", "lse-neg-t", "softmax", "log_softmax", "log_softmax-tuple", "softmax-where"],
+)
+def test_torch_gradcheck_and_gradgradcheck(function):
+    torch = _torch()
+    x = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert torch.autograd.gradcheck(function, (x,))
+    assert torch.autograd.gradgradcheck(function, (x,))
+
+
+def test_torch_gradcheck_weights():
+    torch = _torch()
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    b = torch.rand(4, 6, dtype=torch.float64, generator=generator).add(0.1).requires_grad_(True)
+    function = lambda v, w: logsumexp(v, axis=1, b=w, temperature=0.8)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (x, b))
+    assert torch.autograd.gradgradcheck(function, (x, b))
+
+
+def test_torch_func_transforms():
+    torch = _torch()
+    from torch import func
+
+    x = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(func.grad(lambda v: logsumexp(v))(x), softmax(x, axis=None))
+    batched = func.vmap(lambda row: logsumexp(row))(x)
+    assert torch.equal(batched, logsumexp(x, axis=1))
+    assert torch.equal(func.vmap(func.grad(lambda row: logsumexp(row)))(x), softmax(x, axis=1))
+    p = softmax(x[0])
+    hessian = func.hessian(lambda row: logsumexp(row))(x[0])
+    torch.testing.assert_close(hessian, torch.diag(p) - torch.outer(p, p))
+    jacobian = func.jacrev(lambda row: softmax(row, temperature=0.5))(x[0])
+    torch.testing.assert_close(jacobian, (torch.diag(p.new_tensor(softmax(x[0], temperature=0.5))) - torch.outer(softmax(x[0], temperature=0.5), softmax(x[0], temperature=0.5))) / 0.5)
+    tangent = torch.ones_like(x)
+    _, forward = func.jvp(lambda v: logsumexp(v, axis=1), (x,), (tangent,))
+    torch.testing.assert_close(forward, torch.ones(5, dtype=torch.float64))
+    jacobian_forward = func.jacfwd(lambda row: log_softmax(row))(x[0])
+    torch.testing.assert_close(jacobian_forward, torch.eye(7, dtype=torch.float64) - p.expand(7, 7))
+
+
+def test_torch_forward_mode_dual_numbers():
+    torch = _torch()
+    import torch.autograd.forward_ad as forward_ad
+
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    tangent = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, tangent)
+        result = forward_ad.unpack_dual(logsumexp(dual, axis=1)).tangent
+    torch.testing.assert_close(result, (softmax(x) * tangent).sum(dim=1))
+
+
+def test_torch_compile_fullgraph():
+    torch = _torch()
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(5))
+    compiled = torch.compile(lambda v: logsumexp(v, axis=-1), fullgraph=True)
+    torch.testing.assert_close(compiled(x), logsumexp(x, axis=-1))
+    leaf = x.clone().requires_grad_(True)
+    compiled(leaf).sum().backward()
+    torch.testing.assert_close(leaf.grad, softmax(x))
+    compiled_softmax = torch.compile(lambda v: softmax(v, where=v > 0), fullgraph=True)
+    torch.testing.assert_close(compiled_softmax(x), softmax(x, where=x > 0))
+
+
+def test_torch_no_autograd_function_without_gradient(monkeypatch):
+    torch = _torch()
+    from smoothmax import _torch as adapter
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("autograd.Function used although no gradient can be asked for")
+
+    monkeypatch.setattr(adapter._LogSumExp, "apply", forbidden)
+    x = torch.randn(3, 4)
+    logsumexp(x, axis=1)
+    with torch.no_grad():
+        logsumexp(x.requires_grad_(True), axis=1)
+
+
+# ------------------------------------------------------------------ JAX
+def test_jax_check_grads_order_two():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from jax.test_util import check_grads
+
+    x = jnp.asarray(RNG.standard_normal((4, 6)))
+    b = jnp.asarray(RNG.uniform(0.1, 2.0, (4, 6)))
+    mask = jnp.asarray(RNG.random((4, 6)) < 0.7).at[:, 0].set(True)
+    for function, arguments in [
+        (lambda v: logsumexp(v, axis=1, temperature=-0.7), (x,)),
+        (lambda v: logsumexp(v, axis=(0, 1), temperature=3.0), (x,)),
+        (lambda v: softmax(v, axis=0), (x,)),
+        (lambda v: log_softmax(v, axis=0, temperature=0.5), (x,)),
+        # check_grads feeds NumPy arrays for finite differences; mixing them with a
+        # jax mask is a TypeError by contract, so convert first.
+        (lambda v: softmax(jnp.asarray(v), axis=1, where=mask), (x,)),
+        (lambda v, w: logsumexp(v, axis=1, b=w), (x, b)),
+    ]:
+        check_grads(function, arguments, order=2, modes=("fwd", "rev"))
+    assert jax.config.jax_enable_x64
+
+
+def test_jax_transforms():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    x = jnp.asarray(RNG.standard_normal((5, 7)))
+    jitted_grad = jax.jit(jax.grad(lambda v: logsumexp(v, axis=(0, 1))))(x)
+    jitted_softmax = jax.jit(lambda v: softmax(v, axis=(0, 1)))(x)
+    assert bool(jnp.array_equal(jitted_grad, jitted_softmax))
+    assert bool(jnp.array_equal(jax.vmap(jax.grad(logsumexp))(x), softmax(x, axis=1)))
+    p = softmax(x[0])
+    np.testing.assert_allclose(jax.hessian(logsumexp)(x[0]), jnp.diag(p) - jnp.outer(p, p), atol=1e-15)
+    _, tangent = jax.jvp(lambda v: logsumexp(v, axis=1), (x,), (jnp.ones_like(x),))
+    np.testing.assert_allclose(tangent, np.ones(5), rtol=1e-15)
+    hidden = jnp.asarray([1.0, jnp.nan, 2.0])
+    keep = jnp.asarray([True, False, True])
+    gradient = jax.jit(jax.grad(lambda v: logsumexp(v, where=keep)))(hidden)
+    np.testing.assert_array_equal(np.asarray(gradient)[1], 0.0)
+    assert not bool(jnp.isnan(gradient).any())

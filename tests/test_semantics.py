@@ -1,0 +1,300 @@
+"""One test per row of ../shared/semantics.md (special values, masks, weights,
+temperature, dtypes, errors), on every installed backend."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import smoothmax
+from smoothmax import log_softmax, logsumexp, softmax
+
+INF = math.inf
+NAN = math.nan
+
+
+def check(backend, got, expected) -> None:
+    np.testing.assert_array_equal(backend.to_numpy(got), np.asarray(expected, dtype=np.float64))
+
+
+# ---------------------------------------------------------------- value rows
+def test_finite_values(xp):
+    x = xp.asarray([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(x)), math.log(math.exp(1) + math.exp(2) + math.exp(3)), rtol=1e-15)
+    p = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
+    np.testing.assert_allclose(xp.to_numpy(softmax(x)), p, rtol=1e-15)
+    np.testing.assert_allclose(xp.to_numpy(log_softmax(x)), np.log(p), rtol=1e-15)
+
+
+def test_empty_slice(xp):
+    x = xp.asarray(np.zeros((3, 0)))
+    check(xp, logsumexp(x, axis=1), [-INF] * 3)
+    check(xp, logsumexp(xp.asarray(np.zeros((0,)))), -INF)
+    assert tuple(softmax(x, axis=1).shape) == (3, 0)
+    assert tuple(log_softmax(x, axis=1).shape) == (3, 0)
+
+
+def test_all_negative_infinity(xp):
+    x = xp.asarray([[-INF, -INF, -INF], [0.0, -INF, 1.0]])
+    lse = xp.to_numpy(logsumexp(x, axis=1))
+    assert lse[0] == -INF and lse[1] == pytest.approx(math.log(1 + math.e))
+    check(xp, softmax(x, axis=1)[0, ...], [0.0, 0.0, 0.0])
+    check(xp, log_softmax(x, axis=1)[0, ...], [-INF, -INF, -INF])
+
+
+def test_fully_masked_slice(xp):
+    x = xp.asarray([[1.0, 2.0], [3.0, 4.0]])
+    where = xp.asbool([[False, False], [True, False]])
+    check(xp, logsumexp(x, axis=1, where=where), [-INF, 3.0])
+    check(xp, softmax(x, axis=1, where=where), [[0.0, 0.0], [1.0, 0.0]])
+    check(xp, log_softmax(x, axis=1, where=where), [[-INF, -INF], [0.0, -INF]])
+
+
+def test_some_negative_infinity_ignored(xp):
+    x = xp.asarray([0.0, -INF, 0.0])
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(x)), math.log(2.0), rtol=1e-15)
+    check(xp, softmax(x), [0.5, 0.0, 0.5])
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_positive_infinity_entries(xp, count):
+    values = [INF] * count + [1.0, -INF, 5.0]
+    x = xp.asarray(values)
+    check(xp, logsumexp(x), INF)
+    check(xp, softmax(x), [1.0 / count] * count + [0.0, 0.0, 0.0])
+    check(xp, log_softmax(x), [-math.log(count)] * count + [-INF, -INF, -INF])
+
+
+def test_nan_poisons_slice(xp):
+    x = xp.asarray([[1.0, NAN, 2.0], [1.0, 2.0, 3.0], [INF, NAN, -INF]])
+    lse = xp.to_numpy(logsumexp(x, axis=1))
+    assert math.isnan(lse[0]) and math.isfinite(lse[1]) and math.isnan(lse[2])
+    p = xp.to_numpy(softmax(x, axis=1))
+    assert np.isnan(p[0]).all() and np.isfinite(p[1]).all() and np.isnan(p[2]).all()
+    assert np.isnan(xp.to_numpy(log_softmax(x, axis=1))[0]).all()
+
+
+@pytest.mark.parametrize("hidden", [NAN, INF, -INF])
+def test_masked_out_special_values_never_reach_output(xp, hidden):
+    x = xp.asarray([1.0, hidden, 2.0])
+    where = xp.asbool([True, False, True])
+    expected = math.log(math.e + math.e**2)
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(x, where=where)), expected, rtol=1e-15)
+    p = xp.to_numpy(softmax(x, where=where))
+    assert p[1] == 0.0 and np.isfinite(p).all()
+
+
+def test_where_broadcasts(xp):
+    x = xp.asarray(np.arange(6.0).reshape(2, 3))
+    where = xp.asbool([True, False, True])
+    expected = [np.log(np.exp(0) + np.exp(2)), np.log(np.exp(3) + np.exp(5))]
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(x, axis=1, where=where)), expected, rtol=1e-15)
+
+
+# ---------------------------------------------------------------- weights
+def test_weights_mixed_signs_and_return_sign(xp):
+    x = xp.asarray([1.0, 2.0, 3.0])
+    b = xp.asarray([1.0, -2.0, 0.5])
+    total = math.e - 2 * math.e**2 + 0.5 * math.e**3
+    lse, sign = logsumexp(x, b=b, return_sign=True)
+    np.testing.assert_allclose(xp.to_numpy(lse), math.log(abs(total)), rtol=1e-14)
+    assert float(xp.to_numpy(sign)) == math.copysign(1.0, total)
+
+
+def test_negative_weighted_sum_without_sign_is_nan(xp):
+    x = xp.asarray([1.0, 2.0])
+    b = xp.asarray([1.0, -1.0])
+    assert math.isnan(float(xp.to_numpy(logsumexp(x, b=b))))
+    lse, sign = logsumexp(x, b=b, return_sign=True)
+    assert float(xp.to_numpy(sign)) == -1.0
+    np.testing.assert_allclose(xp.to_numpy(lse), math.log(math.e**2 - math.e), rtol=1e-14)
+
+
+def test_zero_weighted_sum_gives_negative_infinity_and_sign_zero(xp):
+    x = xp.asarray([1.0, 1.0])
+    b = xp.asarray([1.0, -1.0])
+    lse, sign = logsumexp(x, b=b, return_sign=True)
+    assert float(xp.to_numpy(lse)) == -INF and float(xp.to_numpy(sign)) == 0.0
+    lse, sign = logsumexp(xp.asarray(np.zeros(0)), return_sign=True)
+    assert float(xp.to_numpy(lse)) == -INF and float(xp.to_numpy(sign)) == 0.0
+
+
+def test_zero_weights_are_absent(xp):
+    x = xp.asarray([1.0, NAN, 2.0, INF])
+    b = xp.asarray([1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(x, b=b)), math.log(math.e + math.e**2), rtol=1e-15)
+
+
+def test_weights_broadcast(xp):
+    x = xp.asarray(np.zeros((2, 3)))
+    b = xp.asarray([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(x, axis=1, b=b)), [math.log(6)] * 2, rtol=1e-15)
+
+
+# ---------------------------------------------------------------- temperature
+def test_temperature_positive_tightens_bounds(xp):
+    values = np.array([0.3, 1.2, -0.7, 1.1])
+    x = xp.asarray(values)
+    for t in (2.0, 1.0, 0.1, 0.01):
+        got = float(xp.to_numpy(logsumexp(x, temperature=t)))
+        expected = t * math.log(np.exp(values / t).sum())
+        assert got == pytest.approx(expected, rel=1e-14)
+        assert values.max() < got <= values.max() + t * math.log(len(values)) + 1e-15
+
+
+def test_temperature_negative_is_smooth_minimum(xp):
+    values = np.array([0.3, 1.2, -0.7, 1.1])
+    x = xp.asarray(values)
+    got = float(xp.to_numpy(logsumexp(x, temperature=-0.5)))
+    assert got == pytest.approx(-0.5 * math.log(np.exp(values / -0.5).sum()), rel=1e-14)
+    assert values.min() + -0.5 * math.log(len(values)) - 1e-15 <= got < values.min()
+    np.testing.assert_allclose(xp.to_numpy(softmax(x, temperature=-0.5)), xp.to_numpy(softmax(xp.asarray(-values / 0.5))), rtol=1e-15)
+
+
+def test_temperature_zero_is_exact_max_and_uniform_over_ties(xp):
+    x = xp.asarray([[1.0, 3.0, 3.0, -INF], [2.0, 0.0, 1.0, 1.5]])
+    check(xp, logsumexp(x, axis=1, temperature=0), [3.0, 2.0])
+    check(xp, softmax(x, axis=1, temperature=0), [[0.0, 0.5, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    check(xp, log_softmax(x, axis=1, temperature=0.0), [[-INF, -math.log(2), -math.log(2), -INF], [0.0, -INF, -INF, -INF]])
+    nan_row = xp.asarray([1.0, NAN, 3.0])
+    assert math.isnan(float(xp.to_numpy(logsumexp(nan_row, temperature=0))))
+    assert np.isnan(xp.to_numpy(softmax(nan_row, temperature=0))).all()
+
+
+# ---------------------------------------------------------------- dtypes and layout
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_dtype_is_preserved(xp, dtype):
+    if dtype not in xp.dtypes:
+        pytest.skip(f"{xp.name} has no {dtype}")
+    x = xp.asarray([[0.5, 1.0, -2.0], [3.0, 0.0, 1.0]], dtype)
+    for result in (logsumexp(x, axis=1), softmax(x), log_softmax(x), logsumexp(x, axis=1, return_sign=True)[1]):
+        assert result.dtype == xp.dtypes[dtype]
+
+
+def test_integer_and_bool_promote_to_default_float(xp):
+    module = xp.module
+    if xp.name == "torch":
+        integers, booleans = module.tensor([1, 2, 3]), module.tensor([True, False])
+        default = module.get_default_dtype()
+    else:
+        integers, booleans = module.asarray([1, 2, 3]), module.asarray([True, False])
+        default = module.asarray(1.0).dtype
+    assert logsumexp(integers).dtype == default
+    assert softmax(booleans).dtype == default
+    np.testing.assert_allclose(xp.to_numpy(logsumexp(integers)), math.log(math.e + math.e**2 + math.e**3), rtol=1e-6)
+
+
+def test_device_is_preserved(xp):
+    from array_api_compat import device
+
+    x = xp.asarray([1.0, 2.0])
+    for result in (logsumexp(x), softmax(x), log_softmax(x)):
+        assert device(result) == device(x)
+
+
+def test_input_never_modified(xp):
+    values = np.array([[1.0, INF, -INF, 2.0], [NAN, 0.0, 1.0, 5.0]])
+    x = xp.asarray(values)
+    b = xp.asarray(np.ones(4))
+    where = xp.asbool([True, True, False, True])
+    for call in (
+        lambda: logsumexp(x, axis=1, b=b, where=where, temperature=-0.5),
+        lambda: softmax(x, where=where, temperature=0),
+        lambda: log_softmax(x, axis=0),
+    ):
+        call()
+        np.testing.assert_array_equal(xp.to_numpy(x), values)
+        np.testing.assert_array_equal(xp.to_numpy(b), np.ones(4))
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, 2, -1, (0, 2), (2, 0), (0, 1, 2), ()])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_axes_and_keepdims_match_numpy(xp, axis, keepdims):
+    values = np.random.default_rng(7).standard_normal((2, 3, 4))
+    x = xp.asarray(values)
+    # reducing no axes is the identity (log(exp(x)) in NumPy is not exact)
+    expected = values if axis == () else np.log(np.sum(np.exp(values), axis=axis, keepdims=keepdims))
+    got = xp.to_numpy(logsumexp(x, axis=axis, keepdims=keepdims))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    if axis != ():
+        p = xp.to_numpy(softmax(x, axis=axis))
+        np.testing.assert_allclose(p, np.exp(values) / np.sum(np.exp(values), axis=axis, keepdims=True), rtol=1e-14)
+
+
+def test_zero_dimensional_input(xp):
+    x = xp.asarray(2.5)
+    assert float(xp.to_numpy(logsumexp(x))) == 2.5
+    assert float(xp.to_numpy(softmax(x, axis=None))) == 1.0
+
+
+# ---------------------------------------------------------------- errors
+def test_error_not_an_array():
+    with pytest.raises(TypeError, match="x must be an array"):
+        logsumexp([1.0, 2.0])
+    with pytest.raises(TypeError, match="x must be an array"):
+        softmax("abc")
+
+
+def test_error_mixed_namespaces(xp):
+    if xp.name == "numpy":
+        pytest.skip("needs a second namespace")
+    x = xp.asarray([1.0, 2.0])
+    with pytest.raises(TypeError, match="b is an array of namespace"):
+        logsumexp(x, b=np.ones(2))
+    with pytest.raises(TypeError, match="where is an array of namespace"):
+        softmax(x, where=np.ones(2, dtype=bool))
+
+
+def test_error_complex_dtype(xp):
+    if xp.name == "torch":
+        x = xp.module.tensor([1 + 1j, 2.0])
+    else:
+        x = xp.module.asarray(np.array([1 + 1j, 2.0]))
+    with pytest.raises(TypeError, match="complex"):
+        logsumexp(x)
+
+
+def test_error_string_dtype():
+    with pytest.raises(TypeError):
+        logsumexp(np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("axis", [2, -3, (0, 0), (1, -1)])
+def test_error_axis_out_of_range_or_repeated(xp, axis):
+    x = xp.asarray(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="axis"):
+        logsumexp(x, axis=axis)
+    with pytest.raises(smoothmax.AxisError):
+        softmax(x, axis=axis)
+
+
+def test_error_axis_not_integer(xp):
+    with pytest.raises(TypeError, match="axis"):
+        logsumexp(xp.asarray([1.0]), axis=0.5)
+
+
+def test_error_b_and_where_do_not_broadcast(xp):
+    x = xp.asarray(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="b of shape"):
+        logsumexp(x, b=xp.asarray(np.ones(4)))
+    with pytest.raises(ValueError, match="where of shape"):
+        logsumexp(x, where=xp.asbool(np.ones((3, 2), dtype=bool)))
+
+
+def test_error_where_not_bool(xp):
+    with pytest.raises(TypeError, match="where must be a boolean"):
+        logsumexp(xp.asarray([1.0, 2.0]), where=xp.asarray([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("temperature", [INF, -INF, NAN])
+def test_error_non_finite_temperature(xp, temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        logsumexp(xp.asarray([1.0]), temperature=temperature)
+
+
+def test_error_temperature_not_a_number(xp):
+    with pytest.raises(TypeError, match="temperature"):
+        softmax(xp.asarray([1.0]), temperature="hot")
