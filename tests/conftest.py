@@ -15,9 +15,11 @@ settings.register_profile(
     "default",
     max_examples=40,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors, HealthCheck.function_scoped_fixture],
 )
-settings.register_profile("thorough", max_examples=400, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 if importlib.util.find_spec("jax") is not None:
