@@ -133,6 +133,15 @@ def xp(request: pytest.FixtureRequest) -> Backend:
     return request.param
 
 
+BACKEND_DTYPES = [(backend, dtype) for backend in BACKENDS for dtype in backend.dtypes]
+
+
+@pytest.fixture(params=BACKEND_DTYPES, ids=[f"{backend.name}-{dtype}" for backend, dtype in BACKEND_DTYPES])
+def xp_and_dtype(request: pytest.FixtureRequest) -> tuple[Backend, str]:
+    """Every installed backend with each floating dtype it has."""
+    return request.param
+
+
 @pytest.fixture(
     params=[b for b in BACKENDS if b.has_autodiff], ids=[b.name for b in BACKENDS if b.has_autodiff]
 )

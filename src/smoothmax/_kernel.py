@@ -122,12 +122,17 @@ def kernel(
         sign = xp.where(empty, zero, _sign(xp, total))
     else:
         pivot_weight = xp.take_along_axis(weights, index, axis=axis)
-        ratio = rest / xp.where(pivot_weight == 0, one, pivot_weight)
+        # pivot weight 0 only on an empty slice, where maximum = -inf decides
+        safe_pivot_weight = xp.where(pivot_weight == 0, one, pivot_weight)
+        ratio = rest / safe_pivot_weight
         one_plus_ratio = one + ratio
         # log|w_k + rest| = log|w_k| + log|1 + rest / w_k|; log1p keeps the
         # dominant-term accuracy while 1 + ratio > 0.
-        log_sum = xp.log(xp.abs(pivot_weight)) + xp.where(
-            ratio > -1, xp.log1p(xp.where(ratio > -1, ratio, zero)), xp.log(xp.abs(one_plus_ratio))
+        magnitude = xp.abs(one_plus_ratio)
+        log_sum = xp.log(xp.abs(safe_pivot_weight)) + xp.where(
+            ratio > -1,
+            xp.log1p(xp.where(ratio > -1, ratio, zero)),
+            xp.where(magnitude == 0, neg_inf, xp.log(xp.where(magnitude == 0, one, magnitude))),
         )
         total = pivot_weight + rest
         sign = _sign(xp, pivot_weight) * _sign(xp, one_plus_ratio)
