@@ -16,12 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._kernel import kernel as _plain_kernel
-from ._kernel import kernel_jvp
-
-
-def _internal_outputs(outputs: tuple[str, ...], has_weights: bool) -> tuple[str, ...]:
-    needed = ("q", "r") if has_weights else ("q",)
-    return outputs + tuple(name for name in needed if name not in outputs)
+from ._kernel import kernel_jvp, with_rule_inputs
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -36,7 +31,7 @@ def _logsumexp(x, weights, axis, temperature, outputs):
 def _logsumexp_jvp(axis, temperature, outputs, primals, tangents):
     x, weights = primals
     x_tangent, weights_tangent = tangents
-    internal = _internal_outputs(outputs, weights is not None)
+    internal = with_rule_inputs(outputs, weights is not None)
     values = dict(zip(internal, _logsumexp(x, weights, axis, temperature, internal)))
     tangent_values = kernel_jvp(
         jnp,

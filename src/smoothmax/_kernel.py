@@ -165,6 +165,12 @@ def kernel(
     return tuple(results[name] for name in outputs)
 
 
+def with_rule_inputs(outputs: tuple[str, ...], has_weights: bool) -> tuple[str, ...]:
+    """``outputs`` plus what the derivative rules read: ``q``, and ``r`` with weights."""
+    needed = ("q", "r") if has_weights else ("q",)
+    return outputs + tuple(name for name in needed if name not in outputs)
+
+
 def _sum(xp: Any, value: Any, axis: int) -> Any:
     return xp.sum(value, axis=axis, keepdims=True)
 

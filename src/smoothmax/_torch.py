@@ -18,13 +18,7 @@ import torch
 from array_api_compat import torch as xp
 
 from ._kernel import kernel as _plain_kernel
-from ._kernel import kernel_jvp, kernel_vjp
-
-
-def _internal_outputs(outputs: tuple[str, ...], has_weights: bool) -> tuple[str, ...]:
-    """The requested outputs plus what the derivative rules need (q, and r with weights)."""
-    needed = ("q", "r") if has_weights else ("q",)
-    return outputs + tuple(name for name in needed if name not in outputs)
+from ._kernel import kernel_jvp, kernel_vjp, with_rule_inputs
 
 
 class _LogSumExpReverse(torch.autograd.Function):
@@ -35,13 +29,13 @@ class _LogSumExpReverse(torch.autograd.Function):
 
     @staticmethod
     def forward(x, weights, axis, temperature, outputs):  # type: ignore[override]
-        internal = _internal_outputs(outputs, weights is not None)
+        internal = with_rule_inputs(outputs, weights is not None)
         return _plain_kernel(xp, x, weights, axis, temperature, internal)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
         x, weights, axis, temperature, outputs = inputs
-        internal = _internal_outputs(outputs, weights is not None)
+        internal = with_rule_inputs(outputs, weights is not None)
         named = dict(zip(internal, output))
         ctx.names = internal
         ctx.axis = axis
@@ -49,7 +43,8 @@ class _LogSumExpReverse(torch.autograd.Function):
         ctx.has_weights = weights is not None
         ctx.save_for_backward(named["q"], named.get("r"))
         ctx.save_for_forward(named["q"], named.get("r"))
-        ctx.mark_non_differentiable(named["sign"]) if "sign" in named else None
+        if "sign" in named:
+            ctx.mark_non_differentiable(named["sign"])
         ctx.set_materialize_grads(False)
 
     @staticmethod
