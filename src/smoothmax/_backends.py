@@ -2,8 +2,9 @@
 
 ``namespace(x)`` is ``array_api_compat.array_namespace(x)`` cached per array
 type, so the hot path costs one dict lookup. ``kernel_for(xp)`` returns the
-kernel with the namespace's autodiff rules registered (PyTorch, JAX) or the
-plain kernel (NumPy, array-api-strict, Dask, ...). Adapters are imported only
+kernel with the namespace's autodiff rules registered (PyTorch, JAX), a
+backend's own kernel (Dask: lazy single-pass reductions) or the plain kernel
+(NumPy, array-api-strict, ...). Adapters are imported only
 when an array of their framework is seen, so NumPy users never import torch.
 """
 
@@ -16,13 +17,19 @@ from typing import Any, Callable
 
 import array_api_compat
 
-from . import _kernel
+from . import _fastpaths, _kernel
 
 #: namespace name -> module with a ``kernel(x, weights, axis, temperature, outputs)``
 #: that registers the derivative rules with that framework's autodiff.
 AUTODIFF_ADAPTERS = {
     "array_api_compat.torch": "smoothmax._torch",
     "jax.numpy": "smoothmax._jax",
+}
+
+#: namespace name -> module with its own ``kernel(...)`` (same signature and
+#: outputs) for backends that need another execution strategy.
+BACKEND_KERNELS = {
+    "array_api_compat.dask.array": "smoothmax._dask",
 }
 
 _namespace_by_type: dict[type, Any] = {}
@@ -66,11 +73,12 @@ def kernel_for(xp: Any) -> Callable[..., tuple[Any, ...]]:
     """
     found = _kernel_by_namespace.get(xp.__name__)
     if found is None:
-        adapter = AUTODIFF_ADAPTERS.get(xp.__name__)
+        adapter = AUTODIFF_ADAPTERS.get(xp.__name__) or BACKEND_KERNELS.get(xp.__name__)
         if adapter is not None:
             found = importlib.import_module(adapter).kernel
         else:
-            found = functools.partial(_kernel.kernel, xp)
+            # The generic kernel, or its fast path for this namespace (smoothmax._fastpaths).
+            found = functools.partial(_fastpaths.plain_kernel(xp), xp)
         _kernel_by_namespace[xp.__name__] = found
     return found
 

@@ -55,3 +55,74 @@ def kernel(
 ) -> tuple[Any, ...]:
     """The kernel with its JVP registered (traceable under jit, vmap, grad)."""
     return _logsumexp(x, weights, axis, temperature, outputs)
+
+
+# ---------------------------------------------------------------------------
+# The log-domain family (``_logdomain_core``): each JVP rule calls its own
+# custom function for the primal output, so higher derivatives use the rule
+# again; every tangent enters linearly, so ``jax.grad`` transposes it.
+# ---------------------------------------------------------------------------
+
+from . import _logdomain_core as _core  # noqa: E402
+
+
+@jax.custom_jvp
+def logsubexp(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``log(e^a - e^b)`` of same-shape arrays, with its JVP registered."""
+    return _core.logsubexp_forward(jnp, jnp.asarray(a), jnp.asarray(b))
+
+
+@logsubexp.defjvp
+def _logsubexp_jvp(primals, tangents):
+    a, b = primals
+    a_tangent, b_tangent = tangents
+    d_a, d_b = _core.logsubexp_partials(jnp, jnp.asarray(a), jnp.asarray(b))
+    return logsubexp(a, b), d_a * a_tangent + d_b * b_tangent
+
+
+@jax.custom_jvp
+def logcumsumexp(x: jax.Array) -> jax.Array:
+    """Log-cum-sum-exp along the last axis, with its JVP registered."""
+    return _core.logcumsumexp_forward(jnp, jnp.asarray(x))
+
+
+@logcumsumexp.defjvp
+def _logcumsumexp_jvp(primals, tangents):
+    (x,) = primals
+    (x_tangent,) = tangents
+    x = jnp.asarray(x)
+    y = logcumsumexp(x)
+    return y, _core.logcumsumexp_jvp(jnp, x, y, x_tangent)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def logmeanexp(x: jax.Array, count: jax.Array, axis: int) -> jax.Array:
+    """Log-mean-exp of ``axis`` (keepdims) with ``count`` entries, JVP registered:
+    the derivative is log-sum-exp's, ``<softmax(x), dx>``."""
+    return _core.logmeanexp_forward(jnp, jnp.asarray(x), jnp.asarray(count), axis)
+
+
+@logmeanexp.defjvp
+def _logmeanexp_jvp(axis, primals, tangents):
+    x, count = primals
+    x_tangent, _ = tangents  # the count of entries is not differentiable
+    (q,) = _logsumexp(jnp.asarray(x), None, axis, 1.0, ("q",))
+    return logmeanexp(x, count, axis), jnp.sum(q * x_tangent, axis=axis, keepdims=True)
+
+
+@jax.custom_jvp
+def log_matmul_exp(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``log(exp(a) @ exp(b))`` of same-batch arrays, with its JVP registered."""
+    return _core.log_matmul_exp_forward(jnp, jnp.asarray(a), jnp.asarray(b))
+
+
+@log_matmul_exp.defjvp
+def _log_matmul_exp_jvp(primals, tangents):
+    a, b = (jnp.asarray(value) for value in primals)
+    a_tangent, b_tangent = tangents
+    # Shifts cut from the graph: the result does not depend on them.
+    row_max, column_max = _core.log_matmul_exp_shifts(
+        jnp, jax.lax.stop_gradient(a), jax.lax.stop_gradient(b)
+    )
+    tangent = _core.log_matmul_exp_jvp(jnp, a, b, row_max, column_max, a_tangent, b_tangent)
+    return log_matmul_exp(a, b), tangent

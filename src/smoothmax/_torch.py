@@ -92,3 +92,169 @@ def kernel(
     else:
         return _plain_kernel(xp, x, weights, axis, temperature, outputs)
     return tuple(values[: len(outputs)])
+
+
+# ---------------------------------------------------------------------------
+# The log-domain family (``_logdomain_core``): the same pattern as above, one
+# reverse-only Function for ``torch.compile`` and one with ``jvp``; every
+# ``backward`` uses only differentiable operations on saved inputs and outputs
+# of its own Function, so double backward works.
+# ---------------------------------------------------------------------------
+
+from . import _logdomain_core as _core  # noqa: E402
+from ._kernel import kernel_jvp as _kernel_jvp  # noqa: E402
+
+
+def _apply(reverse: Any, full: Any, plain: Any, *inputs: Any) -> Any:
+    """``plain(*inputs)`` unless a derivative may be asked for of a tensor input."""
+    if torch.compiler.is_compiling():
+        return reverse.apply(*inputs)
+    tensors = [value for value in inputs if isinstance(value, torch.Tensor)]
+    if any(_may_need_derivative(value, None) for value in tensors):
+        return full.apply(*inputs)
+    return plain(*inputs)
+
+
+class _LogSubExpReverse(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b):  # type: ignore[override]
+        return _core.logsubexp_forward(xp, a, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        d_a, d_b = _core.logsubexp_partials(xp, a, b)
+        return grad * d_a, grad * d_b
+
+
+class _LogSubExp(_LogSubExpReverse):
+    @staticmethod
+    def jvp(ctx, a_tangent, b_tangent):  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        d_a, d_b = _core.logsubexp_partials(xp, a, b)
+        terms = [d * t for d, t in ((d_a, a_tangent), (d_b, b_tangent)) if t is not None]
+        return sum(terms[1:], terms[0]) if terms else torch.zeros_like(a)
+
+
+def logsubexp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log(e^a - e^b)`` of same-shape tensors, with its derivative registered."""
+    return _apply(_LogSubExpReverse, _LogSubExp, lambda a, b: _core.logsubexp_forward(xp, a, b), a, b)
+
+
+class _LogCumSumExpReverse(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):  # type: ignore[override]
+        return _core.logcumsumexp_forward(xp, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        ctx.save_for_backward(inputs[0], output)
+        ctx.save_for_forward(inputs[0], output)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        return _core.logcumsumexp_vjp(xp, x, y, grad)
+
+
+class _LogCumSumExp(_LogCumSumExpReverse):
+    @staticmethod
+    def jvp(ctx, x_tangent):  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        return _core.logcumsumexp_jvp(xp, x, y, x_tangent)
+
+
+def logcumsumexp(x: torch.Tensor) -> torch.Tensor:
+    """Log-cum-sum-exp along the last axis, with its derivative registered."""
+    return _apply(
+        _LogCumSumExpReverse, _LogCumSumExp, lambda x: _core.logcumsumexp_forward(xp, x), x
+    )
+
+
+class _LogMeanExpReverse(torch.autograd.Function):
+    """Outputs ``(logmeanexp, q)``: the derivative is that of log-sum-exp (the
+    ``- log n`` is constant), so the rules are the kernel's with ``q = softmax``,
+    saved as an output so that double backward goes through this Function."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, count, axis):  # type: ignore[override]
+        value = _core.logmeanexp_forward(xp, x, count, axis)
+        (q,) = _plain_kernel(xp, x, None, axis, 1.0, ("q",))
+        return value, q
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        ctx.axis = inputs[2]
+        ctx.save_for_backward(output[1])
+        ctx.save_for_forward(output[1])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad_value, grad_q):  # type: ignore[override]
+        (q,) = ctx.saved_tensors
+        grad_x, _ = kernel_vjp(xp, q, None, {"lse": grad_value, "q": grad_q}, ctx.axis, 1.0)
+        return grad_x, None, None
+
+
+class _LogMeanExp(_LogMeanExpReverse):
+    @staticmethod
+    def jvp(ctx, x_tangent, *_):  # type: ignore[override]
+        (q,) = ctx.saved_tensors
+        return _kernel_jvp(xp, q, None, x_tangent, None, ctx.axis, 1.0, ("lse", "q"))
+
+
+def logmeanexp(x: torch.Tensor, count: torch.Tensor, axis: int) -> torch.Tensor:
+    """Log-mean-exp of ``axis`` (keepdims) with ``count`` entries, derivative registered."""
+    if torch.compiler.is_compiling():
+        return _LogMeanExpReverse.apply(x, count, axis)[0]
+    if _may_need_derivative(x, None):
+        return _LogMeanExp.apply(x, count, axis)[0]
+    return _core.logmeanexp_forward(xp, x, count, axis)
+
+
+def _matmul_shifts(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Cut from the graph: the result does not depend on the shift.
+    return _core.log_matmul_exp_shifts(xp, a.detach(), b.detach())
+
+
+class _LogMatmulExpReverse(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b):  # type: ignore[override]
+        return _core.log_matmul_exp_forward(xp, a, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        return _core.log_matmul_exp_vjp(xp, a, b, *_matmul_shifts(a, b), grad)
+
+
+class _LogMatmulExp(_LogMatmulExpReverse):
+    @staticmethod
+    def jvp(ctx, a_tangent, b_tangent):  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        return _core.log_matmul_exp_jvp(xp, a, b, *_matmul_shifts(a, b), a_tangent, b_tangent)
+
+
+def log_matmul_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log(exp(a) @ exp(b))`` of same-batch tensors, with its derivative registered."""
+    return _apply(
+        _LogMatmulExpReverse, _LogMatmulExp, lambda a, b: _core.log_matmul_exp_forward(xp, a, b), a, b
+    )

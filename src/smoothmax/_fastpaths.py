@@ -1,0 +1,338 @@
+"""Backend-specific fast paths: the one place where smoothmax leaves the generic kernel.
+
+Every function here has the signature of :func:`smoothmax._kernel.kernel`
+(``xp, x, weights, axis, temperature, outputs``) and returns the generic
+kernel's results: bitwise on NumPy and PyTorch, and on JAX wherever XLA
+reduces in the same order (``tests/test_fastpaths.py`` checks each backend on
+the special values and on random inputs). A fast path only takes the common
+case (no weights, ``temperature > 0``, outputs ``lse``/``sign``/``q``/``log_q``,
+finite maxima, one arg-max per slice) and hands everything else, as a whole
+or per block, to the generic kernel. The pivot trick stays: the sum always
+excludes exactly the one pivot term ``exp(0) = 1``.
+
+What the fast paths change is only how the same numbers are computed:
+
+* NumPy: one scratch buffer of ~256 KiB reused across cache-sized blocks,
+  in-place ufuncs, the pivot zeroed by index instead of a full ``where`` pass,
+  the ``+inf``/``-inf`` fix-ups skipped when the (small) array of maxima is
+  finite. Blocks follow NumPy's own summation order (pairwise along a
+  contiguous axis, row after row along an outer axis), so sums are bitwise
+  those of ``np.sum`` over the whole array.
+* PyTorch (CPU, eager): the same blocking, with the pivot found without
+  ``argmax`` (slow on CPU): ``sign(m - x)`` is 1 off the ties and 0 on them,
+  so ``-sum(exp(x - m) * sign(x - m))`` is the sum without the ties, and a
+  block with more than one tie in a slice goes to the generic kernel.
+* JAX: the same sign trick keeps the graph in operations that XLA's CPU
+  backend fuses into its reductions (no ``argmax``, no gather, no full-size
+  ``select``); slices with ties, ``+inf`` or NaN take the generic kernel
+  through ``lax.cond``.
+
+Set ``SMOOTHMAX_FASTPATHS=0`` in the environment, or :data:`ENABLED` to
+``False``, to run the generic kernel everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _kernel
+
+#: Switch for every fast path (read at each call).
+ENABLED: bool = os.environ.get("SMOOTHMAX_FASTPATHS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+#: The outputs the fast paths compute themselves (no weights: ``r`` is never asked).
+_FAST_OUTPUTS = frozenset(("lse", "sign", "q", "log_q"))
+
+#: Scratch per block, in bytes: a block of ``x`` and its scratch stay in L2.
+BLOCK_BYTES = 1 << 18
+
+
+def _generic(xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> tuple[Any, ...]:
+    return _kernel.kernel(xp, x, weights, axis, temperature, outputs)
+
+
+def _declines(x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> bool:
+    """True where no fast path applies: the generic kernel runs."""
+    return (
+        not ENABLED
+        or weights is not None
+        or not temperature > 0.0
+        or not _FAST_OUTPUTS.issuperset(outputs)
+        or x.shape[axis] == 0
+    )
+
+
+# --------------------------------------------------------------------------- NumPy
+
+
+class _NumpyResults:
+    """The output arrays of one call, in the working layout, and how blocks fill them."""
+
+    def __init__(self, xp: Any, dtype: Any, temperature: float, outputs: tuple[str, ...],
+                 reduced_shape: tuple[int, ...], full_shape: tuple[int, ...]) -> None:
+        self.xp = xp
+        self.outputs = outputs
+        self.t = temperature
+        self.t_array = np.asarray(temperature, dtype=dtype)
+        self.one = np.asarray(1.0, dtype=dtype)
+        self.arrays = {
+            name: np.empty(reduced_shape if name in ("lse", "sign") else full_shape, dtype=dtype)
+            for name in outputs
+        }
+        self.q = self.arrays.get("q")
+        self.log_q = self.arrays.get("log_q")
+
+    def store_generic(self, block: Any, index: Any) -> None:
+        """The generic kernel on ``block`` (reduced along axis 1), stored at ``index``."""
+        values = _generic(self.xp, block, None, 1, self.t, self.outputs)
+        for name, value in zip(self.outputs, values):
+            self.arrays[name][index] = value
+
+    def store_reduced(self, index: Any, maximum: Any, rest: Any) -> tuple[Any, Any]:
+        """``lse`` and ``sign`` from the pivot value and the rest of the sum, with the
+        generic kernel's operations; returns ``(log_sum, total)``."""
+        log_sum = np.log1p(rest)
+        total = self.one + rest
+        if "lse" in self.arrays:
+            lse = self.arrays["lse"][index]
+            np.add(maximum, log_sum if self.t == 1.0 else self.t_array * log_sum, out=lse)
+        if "sign" in self.arrays:
+            self.arrays["sign"][index] = _kernel._sign(self.xp, total)
+        return log_sum, total
+
+    def buffers(self, index: Any, scratch: Any) -> tuple[Any, Any]:
+        """Where ``(x - m) / t`` and its ``exp`` go for the block at ``index``: the
+        outputs themselves where they are asked for, else ``scratch``."""
+        q = self.q[index] if self.q is not None else None
+        log_q = self.log_q[index] if self.log_q is not None else None
+        shifted = log_q if log_q is not None else (q if q is not None else scratch)
+        scaled = q if q is not None else (scratch if log_q is not None else shifted)
+        return shifted, scaled
+
+    def needs_scratch(self) -> bool:
+        return self.q is None or self.log_q is not None
+
+    def divide_by_t(self, shifted: Any) -> None:
+        if self.t != 1.0:
+            np.divide(shifted, self.t_array, out=shifted)
+
+    def finish(self, index: Any, scaled: Any, shifted: Any, log_sum: Any, total: Any) -> None:
+        """The full-size outputs: ``q = exp / total`` and ``log_q = shifted - log_sum``."""
+        if self.q is not None:
+            np.divide(scaled, total, out=scaled)
+        if self.log_q is not None:
+            np.subtract(shifted, log_sum, out=shifted)
+
+
+def numpy_kernel(
+    xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
+) -> tuple[Any, ...]:
+    """The kernel for NumPy arrays: cache-sized blocks, in place, the generic kernel's results."""
+    if (
+        _declines(x, weights, axis, temperature, outputs)
+        or type(x) is not np.ndarray
+        or x.size == 0
+        or x.dtype not in (np.float32, np.float64)
+    ):
+        return _generic(xp, x, weights, axis, temperature, outputs)
+    if not x.flags.c_contiguous:
+        # The generic kernel's temporaries (and so its summation order) depend on
+        # the layout; the blocks below follow the C-contiguous one.
+        return _generic(xp, x, weights, axis, temperature, outputs)
+
+    shape = x.shape
+    n = shape[axis]
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1 :])
+    # At least 1024 elements: NumPy's pairwise sum splits only above 128.
+    block = max(1024, BLOCK_BYTES // x.itemsize)
+    if inner == 1:
+        results = _NumpyResults(xp, x.dtype, temperature, outputs, (outer, 1), (outer, n))
+        _numpy_last_axis(results, x.reshape(outer, n), block)
+    else:
+        results = _NumpyResults(xp, x.dtype, temperature, outputs, (outer, 1, inner), (outer, n, inner))
+        _numpy_outer_axis(results, x.reshape(outer, n, inner), block)
+    keep_shape = shape[:axis] + (1,) + shape[axis + 1 :]
+    return tuple(
+        results.arrays[name].reshape(keep_shape if name in ("lse", "sign") else shape) for name in outputs
+    )
+
+
+def _numpy_last_axis(results: _NumpyResults, x2: Any, block: int) -> None:
+    """Reduce the contiguous axis of ``x2`` (rows, n): blocks of whole rows, or, for
+    rows longer than a block, leaves of NumPy's pairwise summation tree."""
+    rows, n = x2.shape
+    if n > block:
+        scratch = np.empty(block, dtype=x2.dtype) if results.needs_scratch() else None
+        for row in range(rows):
+            _numpy_long_row(results, x2, row, block, scratch)
+        return
+    per_block = min(rows, max(1, block // n))
+    scratch = np.empty((per_block, n), dtype=x2.dtype) if results.needs_scratch() else None
+    positions = np.arange(per_block)
+    for start in range(0, rows, per_block):
+        stop = min(start + per_block, rows)
+        k = stop - start
+        _numpy_rows(results, x2, slice(start, stop), None if scratch is None else scratch[:k], positions[:k])
+
+
+def _numpy_rows(results: _NumpyResults, x2: Any, rows: slice, scratch: Any, positions: Any) -> None:
+    xb = x2[rows]
+    index = np.argmax(xb, axis=1)
+    maximum = xb[positions, index][:, None]
+    if not np.isfinite(maximum).all():
+        results.store_generic(xb, rows)  # +inf, -inf (all absent) or NaN: the generic fix-ups
+        return
+    shifted, scaled = results.buffers(rows, scratch)
+    np.subtract(xb, maximum, out=shifted)
+    results.divide_by_t(shifted)
+    np.exp(shifted, out=scaled)
+    scaled[positions, index] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
+    rest = np.sum(scaled, axis=1, keepdims=True)
+    log_sum, total = results.store_reduced(rows, maximum, rest)
+    if results.q is not None:
+        scaled[positions, index] = 1.0
+    results.finish(rows, scaled, shifted, log_sum, total)
+
+
+def _numpy_long_row(results: _NumpyResults, x2: Any, row: int, block: int, scratch: Any) -> None:
+    x1 = x2[row]
+    pivot = int(np.argmax(x1))
+    maximum = x1[pivot : pivot + 1]
+    rows = slice(row, row + 1)
+    if not math.isfinite(maximum[0]):
+        results.store_generic(x2[rows], rows)
+        return
+    shifted_row, scaled_row = results.buffers(row, scratch)
+
+    def leaf(start: int, stop: int) -> Any:
+        shifted = shifted_row[: stop - start] if shifted_row is scratch else shifted_row[start:stop]
+        scaled = scaled_row[: stop - start] if scaled_row is scratch else scaled_row[start:stop]
+        np.subtract(x1[start:stop], maximum, out=shifted)
+        results.divide_by_t(shifted)
+        np.exp(shifted, out=scaled)
+        if start <= pivot < stop:
+            scaled[pivot - start] = 0.0
+        total = np.sum(scaled)
+        if start <= pivot < stop and results.q is not None:
+            scaled[pivot - start] = 1.0
+        return total
+
+    def pairwise(start: int, stop: int) -> Any:
+        # NumPy's pairwise_sum: halves rounded down to a multiple of 8, down to
+        # blocks it sums itself, so the leaves' sums add up as np.sum's do.
+        size = stop - start
+        if size <= block:
+            return leaf(start, stop)
+        half = size // 2
+        half -= half % 8
+        return pairwise(start, start + half) + pairwise(start + half, stop)
+
+    rest = np.asarray(pairwise(0, x1.shape[0]), dtype=x1.dtype).reshape(1, 1)
+    log_sum, total = results.store_reduced(rows, maximum.reshape(1, 1), rest)
+    results.finish(row, scaled_row, shifted_row, log_sum[0], total[0])
+
+
+def _numpy_outer_axis(results: _NumpyResults, x3: Any, block: int) -> None:
+    """Reduce axis 1 of ``x3`` (outer, n, inner), which NumPy sums row after row:
+    blocks of whole slices, or, for slices larger than a block, chunks of rows
+    whose partial sums are carried into the next chunk's first row."""
+    outer, n, inner = x3.shape
+    if n * inner <= block:
+        per_block = min(outer, max(1, block // (n * inner)))
+        shape = (per_block, n, inner)
+        scratch = np.empty(shape, dtype=x3.dtype) if results.needs_scratch() else None
+        ties = np.empty(shape, dtype=bool)
+        for start in range(0, outer, per_block):
+            stop = min(start + per_block, outer)
+            k = stop - start
+            _numpy_slices(results, x3, slice(start, stop), None if scratch is None else scratch[:k], ties[:k])
+        return
+    per_chunk = min(n, max(1, block // inner))
+    scratch = np.empty((per_chunk, inner), dtype=x3.dtype) if results.needs_scratch() else None
+    ties = np.empty((per_chunk, inner), dtype=bool)
+    for index in range(outer):
+        _numpy_long_slice(results, x3, index, per_chunk, scratch, ties)
+
+
+def _numpy_slices(results: _NumpyResults, x3: Any, where: slice, scratch: Any, ties: Any) -> None:
+    xb = x3[where]
+    maximum = np.max(xb, axis=1, keepdims=True)
+    if not np.isfinite(maximum).all():
+        results.store_generic(xb, where)
+        return
+    shifted, scaled = results.buffers(where, scratch)
+    np.subtract(xb, maximum, out=shifted)
+    # x - m == 0 exactly on the arg-maxes; one per slice makes it the pivot.
+    np.equal(shifted, 0.0, out=ties)
+    if np.count_nonzero(ties) != ties.shape[0] * ties.shape[2]:
+        results.store_generic(xb, where)  # ties: the generic kernel takes the first
+        return
+    results.divide_by_t(shifted)
+    np.exp(shifted, out=scaled)
+    np.copyto(scaled, 0.0, where=ties)
+    rest = np.sum(scaled, axis=1, keepdims=True)
+    log_sum, total = results.store_reduced(where, maximum, rest)
+    if results.q is not None:
+        np.copyto(scaled, 1.0, where=ties)
+    results.finish(where, scaled, shifted, log_sum, total)
+
+
+def _numpy_long_slice(results: _NumpyResults, x3: Any, index: int, per_chunk: int, scratch: Any, ties: Any) -> None:
+    xs = x3[index]
+    n = xs.shape[0]
+    maximum = np.max(xs, axis=0, keepdims=True)
+    here = slice(index, index + 1)
+    if not np.isfinite(maximum).all():
+        results.store_generic(x3[here], here)
+        return
+    shifted_slice, scaled_slice = results.buffers(index, scratch)
+    found = 0
+    carried = None
+    for start in range(0, n, per_chunk):
+        stop = min(start + per_chunk, n)
+        size = stop - start
+        shifted = shifted_slice[:size] if shifted_slice is scratch else shifted_slice[start:stop]
+        scaled = scaled_slice[:size] if scaled_slice is scratch else scaled_slice[start:stop]
+        tie = ties[:size]
+        np.subtract(xs[start:stop], maximum, out=shifted)
+        np.equal(shifted, 0.0, out=tie)
+        found += np.count_nonzero(tie)
+        results.divide_by_t(shifted)
+        np.exp(shifted, out=scaled)
+        np.copyto(scaled, 0.0, where=tie)
+        first = None
+        if carried is not None:
+            # NumPy adds row after row, so (carried + row_0) + row_1 + ... goes on
+            # with the sum; the first row of q is put back afterwards.
+            first = scaled[0].copy() if results.q is not None else None
+            np.add(scaled[0], carried[0], out=scaled[0])
+        carried = np.sum(scaled, axis=0, keepdims=True)
+        if results.q is not None:
+            if first is not None:
+                scaled[0] = first
+            np.copyto(scaled, 1.0, where=tie)
+    if found != xs.shape[1]:
+        results.store_generic(x3[here], here)
+        return
+    log_sum, total = results.store_reduced(index, maximum, carried)
+    results.finish(index, scaled_slice, shifted_slice, log_sum, total)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+#: Namespace name -> fast kernel, for the namespaces without an autodiff adapter
+#: (the adapters in ``_torch``/``_jax`` call :func:`torch_kernel`/:func:`jax_kernel`).
+_PLAIN_FAST_KERNELS = {
+    "array_api_compat.numpy": numpy_kernel,
+}
+
+
+def plain_kernel(xp: Any) -> Any:
+    """The kernel ``f(xp, x, weights, axis, temperature, outputs)`` for namespace ``xp``:
+    its fast path where it has one, else the generic kernel."""
+    return _PLAIN_FAST_KERNELS.get(xp.__name__, _kernel.kernel)
