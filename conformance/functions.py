@@ -1,0 +1,300 @@
+"""The functions under test: the ONE registry that says, per function name,
+
+* how to call smoothmax with a case's arrays and keyword arguments (``call``),
+* which mpmath reference ``generate.py`` computes the expected values with
+  (``reference``, a ``"module:function"`` path so the runner never imports mpmath),
+* which accuracy class (default tolerances) it belongs to,
+* which peer libraries have it, and how to call them (``peers``).
+
+To add a function, add one ``register(FunctionSpec(...))`` below (or in a module
+imported at the end of this file) and a cases file; see ``conformance/README.md``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .backends import Backend
+
+Arrays = dict[str, Any]
+Keywords = dict[str, Any]
+
+
+class NotApplicable(Exception):
+    """A peer lacks an argument the case uses (reported as ``n/a``, never an error)."""
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Default tolerances in ulps, per dtype: ``default`` for backends with an
+    accurate ``exp``, ``faithful_exp`` for those whose vectorised ``exp`` is only
+    faithful (torch, XLA CPU); ``why`` says where the two differ."""
+
+    default: dict[str, float]
+    faithful_exp: dict[str, float]
+    why: str = ""
+
+
+#: Accuracy classes of ``/work/shared/semantics.md``.
+ACCURACY: dict[str, Accuracy] = {
+    "lse": Accuracy(
+        default={"float16": 1.0, "bfloat16": 1.0, "float32": 1.0, "float64": 1.5},
+        faithful_exp={"float16": 1.0, "bfloat16": 1.0, "float32": 2.0, "float64": 2.0},
+        why="a faithful exp errs by up to 1 ulp per term (semantics.md: up to 2 ulp)",
+    ),
+    "softmax": Accuracy(
+        default={"float16": 2.0, "bfloat16": 2.0, "float32": 2.0, "float64": 2.0},
+        faithful_exp={"float16": 2.0, "bfloat16": 2.0, "float32": 2.0, "float64": 2.0},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A peer implementation: ``call(namespace, arrays, keywords)`` on arrays of
+    ``backend``; raises :class:`NotApplicable` for arguments it does not have."""
+
+    backend: str
+    call: Callable[[Any, Arrays, Keywords], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One function of smoothmax under test.
+
+    Parameters
+    ----------
+    name
+        The ``function`` field of the cases.
+    call
+        ``call(smoothmax, backend, arrays, keywords)`` -> tuple of outputs, where
+        ``arrays`` holds the case's arrays as ``backend`` arrays (``x``, ``b``,
+        ``where``... as the cases name them) and ``keywords`` the other arguments.
+    reference
+        ``"module:function"`` of the mpmath reference (see ``conformance.exact``).
+    accuracy
+        Key of :data:`ACCURACY`.
+    output_names
+        ``output_names(keywords)``: names of the outputs, in order.
+    needs_grad
+        Only runs on backends with autodiff.
+    extra_check
+        ``extra_check(smoothmax, backend, arrays, keywords, outputs)`` -> a
+        problem description or None (e.g. gradient bitwise equal to softmax).
+    peers
+        Peer name (``"scipy"``, ``"torch"``, ``"jax"``) -> :class:`PeerSpec`.
+    """
+
+    name: str
+    call: Callable[[Any, Backend, Arrays, Keywords], tuple[Any, ...]]
+    reference: str
+    accuracy: str
+    output_names: Callable[[Keywords], tuple[str, ...]]
+    needs_grad: bool = False
+    extra_check: Callable[[Any, Backend, Arrays, Keywords, tuple[Any, ...]], str | None] | None = None
+    peers: dict[str, PeerSpec] = field(default_factory=dict)
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {}
+
+
+def register(spec: FunctionSpec) -> FunctionSpec:
+    if spec.accuracy not in ACCURACY:
+        raise ValueError(f"{spec.name}: unknown accuracy class {spec.accuracy!r}")
+    FUNCTIONS[spec.name] = spec
+    return spec
+
+
+# ------------------------------------------------------------------ helpers
+def _optional(arrays: Arrays, keywords: Keywords, array_names: tuple[str, ...],
+              keyword_names: tuple[str, ...]) -> dict[str, Any]:
+    """The arguments among ``array_names``/``keyword_names`` that the case sets."""
+    chosen = {name: arrays[name] for name in array_names if name in arrays}
+    chosen.update({name: keywords[name] for name in keyword_names if name in keywords})
+    return chosen
+
+
+def _as_tuple(result: Any) -> tuple[Any, ...]:
+    return tuple(result) if isinstance(result, tuple) else (result,)
+
+
+def _unsupported(arrays: Arrays, keywords: Keywords, *, arrays_allowed: tuple[str, ...] = ("x",),
+                 keywords_allowed: tuple[str, ...] = ("axis",)) -> None:
+    """Raise NotApplicable if the case uses an argument the peer does not have
+    (temperature 1 counts as absent)."""
+    extra_arrays = set(arrays) - set(arrays_allowed)
+    extra_keywords = {
+        name for name, value in keywords.items()
+        if name not in keywords_allowed and not (name == "temperature" and value == 1.0)
+        and not (name in ("keepdims", "return_sign") and value is False)
+    }
+    if extra_arrays or extra_keywords:
+        raise NotApplicable(", ".join(sorted(extra_arrays | extra_keywords)))
+
+
+def _all_axes(axis: Any, ndim: int) -> Any:
+    return tuple(range(ndim)) if axis is None else axis
+
+
+# ---------------------------------------------------------------- logsumexp
+def _call_logsumexp(smoothmax: Any, backend: Backend, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    return _as_tuple(smoothmax.logsumexp(
+        arrays["x"], **_optional(arrays, keywords, ("b", "where"),
+                                 ("axis", "keepdims", "return_sign", "temperature"))))
+
+
+def _scipy_logsumexp(np_module: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    from scipy import special
+
+    _unsupported(arrays, keywords, arrays_allowed=("x", "b"),
+                 keywords_allowed=("axis", "keepdims", "return_sign"))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return _as_tuple(special.logsumexp(arrays["x"], **_optional(
+            arrays, keywords, ("b",), ("axis", "keepdims", "return_sign"))))
+
+
+def _torch_logsumexp(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    _unsupported(arrays, keywords, keywords_allowed=("axis", "keepdims"))
+    x = arrays["x"]
+    return (torch.logsumexp(x, dim=_all_axes(keywords.get("axis"), x.ndim),
+                            keepdim=keywords.get("keepdims", False)),)
+
+
+def _jax_logsumexp(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    import jax
+
+    _unsupported(arrays, keywords, arrays_allowed=("x", "b", "where"),
+                 keywords_allowed=("axis", "keepdims", "return_sign"))
+    return _as_tuple(jax.nn.logsumexp(arrays["x"], **_optional(
+        arrays, keywords, ("b", "where"), ("axis", "keepdims", "return_sign"))))
+
+
+register(FunctionSpec(
+    name="logsumexp",
+    call=_call_logsumexp,
+    reference="conformance.exact:logsumexp",
+    accuracy="lse",
+    output_names=lambda keywords: ("lse", "sign") if keywords.get("return_sign") else ("lse",),
+    peers={
+        "scipy": PeerSpec("numpy", _scipy_logsumexp),
+        "torch": PeerSpec("torch", _torch_logsumexp),
+        "jax": PeerSpec("jax", _jax_logsumexp),
+    },
+))
+
+
+# ------------------------------------------------------ softmax, log_softmax
+def _softmax_like(name: str) -> Callable[[Any, Backend, Arrays, Keywords], tuple[Any, ...]]:
+    def call(smoothmax: Any, backend: Backend, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        function = getattr(smoothmax, name)
+        return (function(arrays["x"], **_optional(arrays, keywords, ("where",), ("axis", "temperature"))),)
+
+    return call
+
+
+def _scipy_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[Any, ...]]:
+    def call(np_module: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        from scipy import special
+
+        _unsupported(arrays, keywords)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return (getattr(special, name)(arrays["x"], axis=keywords.get("axis", -1)),)
+
+    return call
+
+
+def _torch_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[Any, ...]]:
+    def call(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        _unsupported(arrays, keywords)
+        axis = keywords.get("axis", -1)
+        if not isinstance(axis, int):
+            raise NotApplicable("axis must be one int")
+        return (getattr(torch, name)(arrays["x"], dim=axis),)
+
+    return call
+
+
+def _jax_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[Any, ...]]:
+    def call(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        import jax
+
+        _unsupported(arrays, keywords, arrays_allowed=("x", "where"))
+        return (getattr(jax.nn, name)(arrays["x"], **_optional(arrays, keywords, ("where",), ("axis",))),)
+
+    return call
+
+
+for _name in ("softmax", "log_softmax"):
+    register(FunctionSpec(
+        name=_name,
+        call=_softmax_like(_name),
+        reference=f"conformance.exact:{_name}",
+        accuracy="softmax",
+        output_names=lambda keywords, _name=_name: (_name,),
+        peers={
+            "scipy": PeerSpec("numpy", _scipy_softmax_like(_name)),
+            "torch": PeerSpec("torch", _torch_softmax_like(_name)),
+            "jax": PeerSpec("jax", _jax_softmax_like(_name)),
+        },
+    ))
+
+
+# ------------------------------------------------------- grad of logsumexp
+def _gradient_keywords(arrays: Arrays, keywords: Keywords) -> dict[str, Any]:
+    # logsumexp reduces all axes by default, softmax only the last: be explicit.
+    return {"axis": keywords.get("axis"), **_optional(arrays, keywords, ("where",), ("temperature",))}
+
+
+def _call_logsumexp_gradient(smoothmax: Any, backend: Backend, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    if backend.grad is None:
+        raise NotApplicable(f"{backend.name} has no autodiff")
+    options = _gradient_keywords(arrays, keywords)
+    return (backend.grad(lambda x: smoothmax.logsumexp(x, **options), arrays["x"]),)
+
+
+def _gradient_is_softmax(smoothmax: Any, backend: Backend, arrays: Arrays, keywords: Keywords,
+                         outputs: tuple[Any, ...]) -> str | None:
+    """The contract: grad of logsumexp equals ``smoothmax.softmax`` bit for bit."""
+    probabilities = backend.to_numpy(smoothmax.softmax(arrays["x"], **_gradient_keywords(arrays, keywords)))
+    gradient = backend.to_numpy(outputs[0])
+    same = (gradient == probabilities) | (np.isnan(gradient) & np.isnan(probabilities))
+    same &= np.signbit(gradient) == np.signbit(probabilities)
+    if not np.all(same):
+        return f"gradient differs from smoothmax.softmax in {int(np.sum(~same))} of {same.size} entries"
+    return None
+
+
+def _torch_logsumexp_gradient(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    _unsupported(arrays, keywords)
+    leaf = arrays["x"].detach().clone().requires_grad_(True)
+    torch.logsumexp(leaf, dim=_all_axes(keywords.get("axis"), leaf.ndim)).sum().backward()
+    return (leaf.grad,)
+
+
+def _jax_logsumexp_gradient(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    import jax
+
+    _unsupported(arrays, keywords, arrays_allowed=("x", "where"))
+    options = {"axis": keywords.get("axis"), **_optional(arrays, keywords, ("where",), ())}
+    return (jax.grad(lambda x: jax.nn.logsumexp(x, **options).sum())(arrays["x"]),)
+
+
+register(FunctionSpec(
+    name="logsumexp_gradient",
+    call=_call_logsumexp_gradient,
+    reference="conformance.exact:logsumexp_gradient",
+    accuracy="softmax",
+    output_names=lambda keywords: ("grad",),
+    needs_grad=True,
+    extra_check=_gradient_is_softmax,
+    peers={
+        "torch": PeerSpec("torch", _torch_logsumexp_gradient),
+        "jax": PeerSpec("jax", _jax_logsumexp_gradient),
+    },
+))
