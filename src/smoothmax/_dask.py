@@ -347,3 +347,29 @@ def _hard_max_weights(x: da.Array, axis: int, names: list[str]) -> dict[str, da.
     if "log_q" in names:
         results["log_q"] = da.where(q > 0, da.log(da.where(q > 0, q, 1.0)), da.where(da.isnan(q), q, -math.inf))
     return results
+
+
+# --------------------------------------------------------------------------
+# logmeanexp: the same single-pass reduction, finished as a mean
+# --------------------------------------------------------------------------
+
+
+def logmeanexp(x: da.Array, count: da.Array, axis: int) -> da.Array:
+    """``logmeanexp`` primitive (keepdims shape): the state ``(maximum, rest)`` of
+    one reduction, finished with ``_logdomain_core.logmeanexp_forward``'s formula
+    ``m + log((1 + rest) / n)`` (``log1p`` of the exact ``(rest - (n - 1)) / n``
+    when the mean is at least 1/2)."""
+    xp = array_api_compat.array_namespace(x)
+    if x.shape[axis] == 0:
+        return xp.full(count.shape, -math.inf, dtype=x.dtype)
+    maximum, rest = _split(_reduce(x, None, axis, 1.0, finish="state"), axis, 2)
+    one = _kernel._constant(xp, 1.0, x)
+    n = xp.where(count > 0, count, one)
+    mean = (one + rest) / n
+    near = mean >= 0.5
+    log_mean = xp.where(
+        near,
+        xp.log1p(xp.where(near, (rest - (n - one)) / n, _kernel._constant(xp, 0.0, x))),
+        xp.log(xp.where(near, one, mean)),
+    )
+    return maximum + log_mean

@@ -41,8 +41,11 @@ def _primitive(xp: Any, name: str) -> Callable[..., Any]:
     found = _primitives.get(key)
     if found is None:
         adapter = _backends.AUTODIFF_ADAPTERS.get(xp.__name__)
+        own = _backends.BACKEND_KERNELS.get(xp.__name__)  # e.g. Dask's single-pass logmeanexp
         if adapter is not None:
             found = getattr(importlib.import_module(adapter), name)
+        elif own is not None and hasattr(importlib.import_module(own), name):
+            found = getattr(importlib.import_module(own), name)
         else:
             found = functools.partial(_PLAIN[name], xp)
         _primitives[key] = found
