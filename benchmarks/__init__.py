@@ -1,0 +1,1 @@
+"""Benchmarks of smoothmax against its peers (``python -m benchmarks --help``)."""

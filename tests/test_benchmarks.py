@@ -1,0 +1,46 @@
+"""The benchmark harness runs (tiny mode: a few seconds, no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the repository root
+from benchmarks import run  # noqa: E402
+
+pytest.importorskip("scipy")
+
+
+def test_tiny_run_writes_a_complete_report(tmp_path):
+    output = tmp_path / "result.json"
+    result = run.main(["--tiny", "--backend", "numpy", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert saved["mode"] == "tiny"
+    peers = {row["peer"] for row in saved["ratios"]}
+    assert peers == {"scipy.special.logsumexp", "two-pass", "limit max+exp+sum"}
+    assert len(saved["ratios"]) == len(run.SHAPES_TINY) * len(run.DTYPES) * 3
+    for row in saved["ratios"]:
+        assert row["ratio_q1"] <= row["ratio_median"] <= row["ratio_q3"]
+        assert math.isfinite(row["ratio_median"]) and row["ratio_median"] > 0
+    assert [row["n"] for row in saved["scaling"]] == run.SCALING_TINY
+    assert {row["function"] for row in saved["memory"]} >= {"smoothmax.logsumexp", "scipy.special.logsumexp"}
+    assert "| numpy | logsumexp |" in run.report(result)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_tiny_run_of_autodiff_backends(backend):
+    pytest.importorskip(backend)
+    result = run.run("tiny", [backend], repeat=1, with_scaling=False)
+    functions = {row["function"] for row in result["ratios"]}
+    assert {"logsumexp", "softmax fwd+bwd", "log_softmax fwd+bwd"} <= functions
+    assert all(row["target"] is not None for row in result["ratios"])
+    run.report(result)
+
+
+def test_cli_rejects_unknown_backend():
+    with pytest.raises(SystemExit):
+        run.main(["--tiny", "--backend", "cupy", "--no-save"])
