@@ -46,12 +46,16 @@ class Backend:
             return tensor.to(self.dtypes[dtype])
         if self.name == "jax":
             return self.module.asarray(array).astype(self.dtypes[dtype])
+        if self.name == "dask":
+            return self.module.from_array(array.astype(dtype), chunks=_two_chunks(array.shape))
         return self.module.asarray(array.astype(dtype) if dtype != "bfloat16" else array, dtype=self.dtypes[dtype])
 
     def asbool(self, values: Any) -> Any:
         array = np.asarray(values, dtype=bool)
         if self.name == "torch":
             return self.module.from_numpy(array.copy())
+        if self.name == "dask":
+            return self.module.from_array(array, chunks=_two_chunks(array.shape))
         return self.module.asarray(array)
 
     def grad(self, function: Callable[[Any], Any], x: Any) -> Any:
@@ -120,9 +124,31 @@ def _jax_backend() -> Backend | None:
     )
 
 
+def _two_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Dask chunks that split every axis of length > 1 in two, so that each reduction
+    merges states of several chunks (the single-pass path), not one block."""
+    return tuple(max(1, (n + 1) // 2) for n in shape)
+
+
+def _dask_to_numpy(array: Any) -> np.ndarray:
+    computed = array.compute() if hasattr(array, "compute") else array
+    return np.asarray(computed)
+
+
+def _dask_backend() -> Backend | None:
+    """Dask arrays (lazy; every axis in two chunks); ``to_numpy`` computes."""
+    if importlib.util.find_spec("dask") is None:
+        return None
+    import dask
+    import dask.array as da
+
+    dask.config.set(scheduler="synchronous")  # tiny test graphs: no thread pool overhead
+    return Backend("dask", da, {"float32": np.float32, "float64": np.float64}, _dask_to_numpy)
+
+
 BACKENDS = [
     backend
-    for backend in (_numpy_backend(), _strict_backend(), _torch_backend(), _jax_backend())
+    for backend in (_numpy_backend(), _strict_backend(), _torch_backend(), _jax_backend(), _dask_backend())
     if backend is not None
 ]
 

@@ -68,7 +68,7 @@ def kernel(
         if x.numblocks[axis] == 1:
             for name in full:
                 results[name] = x.map_blocks(
-                    _block_kernel, axis=axis, temperature=temperature, output=name, dtype=x.dtype
+                    _block_kernel, axis=axis, temperature=temperature, output_name=name, dtype=x.dtype
                 )
         elif temperature == 0.0:
             results.update(_hard_max_weights(x, axis, full))
@@ -288,10 +288,11 @@ def _split(stacked: da.Array, axis: int, count: int) -> list[da.Array]:
 # --------------------------------------------------------------------------
 
 
-def _block_kernel(block: Any, axis: int, temperature: float, output: str) -> Any:
-    """The generic kernel on one block that holds whole slices."""
+def _block_kernel(block: Any, axis: int, temperature: float, output_name: str) -> Any:
+    """The generic kernel on one block that holds whole slices (``output_name``:
+    ``map_blocks`` keeps the keyword ``output`` for itself)."""
     xp = array_api_compat.array_namespace(block)
-    return _kernel.kernel(xp, block, None, axis, temperature, (output,))[0]
+    return _kernel.kernel(xp, block, None, axis, temperature, (output_name,))[0]
 
 
 def _from_state(x: da.Array, axis: int, temperature: float, names: list[str]) -> dict[str, da.Array]:
