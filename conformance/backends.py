@@ -145,6 +145,33 @@ def _jax_grad(function: Callable[[Any], Any], x: Any) -> Any:
     return jax.grad(lambda value: function(value).sum())(x)
 
 
+# ----------------------------------------------------------------- dask
+def _load_dask() -> Any:
+    import dask
+    import dask.array as da
+
+    dask.config.set(scheduler="synchronous")  # tiny case graphs: no thread pool overhead
+    return da
+
+
+def _dask_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # every axis of length > 1 in two chunks: reductions merge the states of several chunks
+    return tuple(max(1, (n + 1) // 2) for n in shape)
+
+
+def _dask_asarray(da: Any, values: np.ndarray, dtype: str) -> Any:
+    return da.from_array(values.astype(dtype), chunks=_dask_chunks(values.shape))
+
+
+def _dask_asbool(da: Any, values: np.ndarray) -> Any:
+    return da.from_array(values, chunks=_dask_chunks(values.shape))
+
+
+def _dask_to_numpy(array: Any) -> np.ndarray:
+    computed = array.compute() if hasattr(array, "compute") else array
+    return np.asarray(computed, dtype=np.float64)
+
+
 def _dtype_name(array: Any) -> str:
     return str(array.dtype).rsplit(".", 1)[-1]
 
@@ -195,6 +222,16 @@ BACKENDS: list[Backend] = [
         dtype_name=_dtype_name,
         faithful_exp=True,
         grad=_jax_grad,
+    ),
+    Backend(
+        name="dask",
+        package="dask",
+        dtypes=("float32", "float64"),
+        load=_load_dask,
+        asarray=_dask_asarray,
+        asbool=_dask_asbool,
+        to_numpy=_dask_to_numpy,
+        dtype_name=_dtype_name,
     ),
 ]
 

@@ -82,21 +82,32 @@ def kernel(
 # --------------------------------------------------------------------------
 
 
+def _state_dtype(dtype: Any) -> Any:
+    """The dtype the states are held in: float64 for float32 (and narrower) input.
+    Each merge of two chunk states rounds ``exp(gap) * (1 + rest)`` once more than
+    the one-block kernel; held in float64 and rounded once at the end, the result
+    keeps the contract's 1 ulp in float32 however many chunks there are."""
+    return np.dtype(np.float64) if np.dtype(dtype).itemsize < 8 else np.dtype(dtype)
+
+
 def _reduce(x: da.Array, weights: da.Array | None, axis: int, temperature: float, finish: str) -> da.Array:
     """One ``dask.array.reduction`` over ``axis`` (keepdims). The aggregate stacks
-    its results along ``axis``: ``finish="lse_sign"`` gives ``[lse, sign]``,
-    ``finish="state"`` the state ``[maximum, rest]`` (unweighted only)."""
+    its results along ``axis``: ``finish="lse_sign"`` gives ``[lse, sign]`` in x's
+    dtype, ``finish="state"`` the state ``[maximum, rest]`` (unweighted only) in
+    the state dtype (float64 for float32 input)."""
+    state_dtype = _state_dtype(x.dtype)
+    dtype = x.dtype if finish == "lse_sign" else state_dtype
     return da.reduction(
         x,
-        partial(_chunk, temperature=temperature),
-        partial(_aggregate, temperature=temperature, finish=finish),
+        partial(_chunk, temperature=temperature, state_dtype=state_dtype),
+        partial(_aggregate, temperature=temperature, finish=finish, out_dtype=dtype),
         combine=partial(_combine, temperature=temperature),
         axis=axis,
         keepdims=True,
         output_size=2,
-        dtype=x.dtype,
+        dtype=dtype,
         concatenate=False,
-        meta=x._meta,
+        meta=x._meta.astype(dtype),
         weights=weights,
         name=f"smoothmax-{finish.replace('_', '-')}",
     )
@@ -115,13 +126,17 @@ def _chunk(
     axis: tuple[int, ...] = (),
     keepdims: bool = True,
     temperature: float = 1.0,
+    state_dtype: Any = None,
     computing_meta: bool = False,
 ):
-    """The streaming states of one block (see above)."""
+    """The streaming states of one block (see above), in ``state_dtype``."""
     if computing_meta:  # dask asks for the type of the blocks: not a state
         return x
     xp = array_api_compat.array_namespace(x)
     (axis,) = axis
+    if state_dtype is not None and x.dtype != state_dtype:  # exact: float32 -> float64
+        x = x.astype(state_dtype)
+        weights = None if weights is None else weights.astype(state_dtype)
     if weights is None:
         return {"tempered": _tempered_parts(xp, x, axis, temperature)}
     if temperature != 1.0:
@@ -225,6 +240,7 @@ def _aggregate(
     keepdims: bool = True,
     temperature: float = 1.0,
     finish: str = "lse_sign",
+    out_dtype: Any = None,
     computing_meta: bool = False,
 ):
     if computing_meta:
@@ -242,7 +258,7 @@ def _aggregate(
             lse = maximum + _kernel._constant(xp, temperature, rest) * xp.log1p(rest)
         zero = _kernel._constant(xp, 0.0, rest)
         sign = xp.where(maximum == -math.inf, zero, _kernel._sign(xp, rest + _kernel._constant(xp, 1.0, rest)))
-        return xp.concat([lse, sign], axis=axis)
+        return xp.astype(xp.concat([lse, sign], axis=axis), out_dtype)
     plus, minus, weight = merged["plus"], merged["minus"], merged["infinite_weight"]
     xp = array_api_compat.array_namespace(weight)
     lse, sign = _signed_difference(xp, finalize_parts(xp, *plus), finalize_parts(xp, *minus))
@@ -254,7 +270,7 @@ def _aggregate(
     sign = xp.where(infinite, _kernel._sign(xp, weight), sign)
     if temperature != 1.0:
         lse = lse * _kernel._constant(xp, temperature, lse)
-    return xp.concat([lse, sign], axis=axis)
+    return xp.astype(xp.concat([lse, sign], axis=axis), out_dtype)
 
 
 def _signed_difference(xp: Any, plus: Any, minus: Any) -> tuple[Any, Any]:
@@ -299,6 +315,7 @@ def _from_state(x: da.Array, axis: int, temperature: float, names: list[str]) ->
     """``q`` and ``log_q`` from the reduced state: one reduction, then one
     elementwise pass with the kernel's formulas, ``e_i = exp((x_i - m) / t)``,
     ``q = e / (1 + rest)`` and ``log_q = (x_i - m) / t - log1p(rest)``."""
+    dtype = x.dtype
     maximum, rest = _split(_reduce(x, None, axis, temperature, finish="state"), axis, 2)
     positive_inf = maximum == math.inf
     # k entries +inf: 1/k on each; an empty slice (maximum -inf) shifts by 0
@@ -311,7 +328,7 @@ def _from_state(x: da.Array, axis: int, temperature: float, names: list[str]) ->
         results["q"] = da.exp(shifted) / da.where(maximum == -math.inf, 1.0, 1.0 + rest)
     if "log_q" in names:
         results["log_q"] = shifted - da.log1p(rest)
-    return {name: value.astype(x.dtype, copy=False) for name, value in results.items()}
+    return {name: value.astype(dtype, copy=False) for name, value in results.items()}
 
 
 # --------------------------------------------------------------------------
@@ -364,13 +381,13 @@ def logmeanexp(x: da.Array, count: da.Array, axis: int) -> da.Array:
     if x.shape[axis] == 0:
         return xp.full(count.shape, -math.inf, dtype=x.dtype)
     maximum, rest = _split(_reduce(x, None, axis, 1.0, finish="state"), axis, 2)
-    one = _kernel._constant(xp, 1.0, x)
-    n = xp.where(count > 0, count, one)
+    one = _kernel._constant(xp, 1.0, rest)
+    n = xp.where(count > 0, xp.astype(count, rest.dtype), one)
     mean = (one + rest) / n
     near = mean >= 0.5
     log_mean = xp.where(
         near,
-        xp.log1p(xp.where(near, (rest - (n - one)) / n, _kernel._constant(xp, 0.0, x))),
+        xp.log1p(xp.where(near, (rest - (n - one)) / n, _kernel._constant(xp, 0.0, rest))),
         xp.log(xp.where(near, one, mean)),
     )
-    return maximum + log_mean
+    return xp.astype(maximum + log_mean, x.dtype)  # the state is float64 for float32 x
