@@ -83,11 +83,27 @@ def kernel(
 
 
 def _state_dtype(dtype: Any) -> Any:
-    """The dtype the states are held in: float64 for float32 (and narrower) input.
-    Each merge of two chunk states rounds ``exp(gap) * (1 + rest)`` once more than
-    the one-block kernel; held in float64 and rounded once at the end, the result
-    keeps the contract's 1 ulp in float32 however many chunks there are."""
+    """The dtype a block's state is computed in: float64 for float32 (and narrower)
+    input. Each merge of two chunk states rounds ``exp(gap) * (1 + rest)`` once
+    more than the one-block kernel; held in float64 and rounded once at the end,
+    the result keeps the contract's 1 ulp in float32 however many chunks there are."""
     return np.dtype(np.float64) if np.dtype(dtype).itemsize < 8 else np.dtype(dtype)
+
+
+#: NumPy's long double has more precision than float64 (x86: 64-bit significand)
+_LONG_DOUBLE_IS_WIDER = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
+
+
+def _widen(states: dict[str, Any]) -> dict[str, Any]:
+    """float64 NumPy block states in long double (where it is wider): the merges,
+    one per chunk and slice (tiny arrays), then add no float64 rounding, and the
+    finalize rounds once. The chunks themselves are reduced in float64."""
+    return {
+        key: tuple(part.astype(np.longdouble) for part in value)
+        if isinstance(value, tuple)
+        else value.astype(np.longdouble)
+        for key, value in states.items()
+    }
 
 
 def _reduce(x: da.Array, weights: da.Array | None, axis: int, temperature: float, finish: str) -> da.Array:
@@ -137,8 +153,10 @@ def _chunk(
     if state_dtype is not None and x.dtype != state_dtype:  # exact: float32 -> float64
         x = x.astype(state_dtype)
         weights = None if weights is None else weights.astype(state_dtype)
+    widen = _LONG_DOUBLE_IS_WIDER and isinstance(x, np.ndarray) and x.dtype == np.float64
     if weights is None:
-        return {"tempered": _tempered_parts(xp, x, axis, temperature)}
+        states = {"tempered": _tempered_parts(xp, x, axis, temperature)}
+        return _widen(states) if widen else states
     if temperature != 1.0:
         x = x / _kernel._constant(xp, temperature, x)
     neg_inf = _kernel._constant(xp, -math.inf, x)
@@ -149,11 +167,12 @@ def _chunk(
     minus = xp.where(weights < 0, shifted, neg_inf)
     # +inf entries: the sign and size of the sum is that of their total weight
     infinite = xp.sum(xp.where(x == math.inf, weights, _kernel._constant(xp, 0.0, x)), axis=axis, keepdims=True)
-    return {
+    states = {
         "plus": chunk_parts(xp, plus, axis),
         "minus": chunk_parts(xp, minus, axis),
         "infinite_weight": infinite,
     }
+    return _widen(states) if widen else states
 
 
 def _tempered_parts(xp: Any, x: Any, axis: int, temperature: float) -> tuple[Any, Any]:
@@ -251,7 +270,7 @@ def _aggregate(
         maximum, rest = merged["tempered"]
         xp = array_api_compat.array_namespace(maximum)
         if finish == "state":
-            return xp.concat([maximum, rest], axis=axis)
+            return xp.astype(xp.concat([maximum, rest], axis=axis), out_dtype)
         if temperature == 1.0:
             lse = finalize_parts(xp, maximum, rest)
         else:
