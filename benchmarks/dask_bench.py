@@ -1,6 +1,6 @@
 """Dask: single-pass ``smoothmax.logsumexp`` vs the textbook two-pass recipe.
 
-    python benchmarks/dask_bench.py [--size 1e8] [--chunk 1e7] [--repeat 3] [--no-reference]
+    python benchmarks/dask_bench.py [--size 1e8] [--chunk 1e7] [--repeat 3] [--no-reference] [--json PATH]
 
 The array is ``dask.array.random.default_rng(0).standard_normal(size, chunks=chunk)``
 (float64): every chunk is *produced* when a task needs it, like a chunk read from
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=float, default=1e7)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one child run
     arguments = parser.parse_args()
     size, chunk = int(arguments.size), int(arguments.chunk)
@@ -122,6 +123,21 @@ def main() -> None:
     print(f"single pass is {ratio:.2f}x faster than the two-pass recipe; results differ by"
           f" {difference:.0f} ulp; peak memory {single['peak_above_baseline'] / (chunk * 8):.1f} chunks"
           f" (one graph two-pass: {results['two-pass, one graph']['peak_above_baseline'] / (chunk * 8):.1f} chunks)")
+    if arguments.json:
+        report = {
+            "size": size,
+            "chunk": chunk,
+            "repeat": arguments.repeat,
+            "cores": os.cpu_count(),
+            "dask": dask.__version__,
+            "variants": results,
+            "long_double_reference": exact,
+            "speedup_vs_two_pass": ratio,
+            "ulps_single_vs_two_pass": difference,
+            "peak_chunks_single_pass": single["peak_above_baseline"] / (chunk * 8),
+        }
+        with open(arguments.json, "w") as file:
+            json.dump(report, file, indent=1)
 
 
 if __name__ == "__main__":
