@@ -47,6 +47,12 @@ class Backend:
         ``dtype_name(array)``: the name of an array's dtype (``"bfloat16"``...).
     faithful_exp
         Its vectorised ``exp`` is only faithful (PyTorch, XLA CPU kernels).
+    flushes_subnormals
+        Its arithmetic flushes subnormal results to zero (XLA on CPU): a 0 where
+        the exact result is subnormal in the compute dtype counts as exact.
+    exp_from
+        The backend whose ``exp`` kernels it runs, if another (array-api-strict
+        wraps NumPy): its peers set the floor of the softmax peer bound.
     grad
         ``grad(function, x)``: gradient of ``sum(function(x))`` in ``x``, or None.
     """
@@ -60,6 +66,8 @@ class Backend:
     to_numpy: Callable[[Any], np.ndarray]
     dtype_name: Callable[[Any], str]
     faithful_exp: bool = False
+    flushes_subnormals: bool = False
+    exp_from: str | None = None
     grad: Callable[[Callable[[Any], Any], Any], Any] | None = None
     _namespace: Any = field(default=None, repr=False)
 
@@ -191,6 +199,7 @@ BACKENDS: list[Backend] = [
     ),
     Backend(
         name="array_api_strict",
+        exp_from="numpy",
         package="array_api_strict",
         dtypes=("float32", "float64"),
         load=lambda: importlib.import_module("array_api_strict"),
@@ -221,6 +230,7 @@ BACKENDS: list[Backend] = [
         to_numpy=_jax_to_numpy,
         dtype_name=_dtype_name,
         faithful_exp=True,
+        flushes_subnormals=True,  # XLA's CPU kernels run with flush-to-zero
         grad=_jax_grad,
     ),
     Backend(

@@ -163,10 +163,30 @@ def _slice_logsumexp(values: Sequence[float], weights: Sequence[float], present:
         if total_weight == 0:
             raise NotImplementedError("+inf entries whose weights cancel")
         return temperature * INF, mpmath.sign(total_weight)
-    total = mpmath.fsum(b * mpmath.exp(y) for y, b in scaled if y != NEG_INF)
-    if total == 0:
+    live = [(y, b) for y, b in scaled if y != NEG_INF]
+    if not live:
         return NEG_INF if temperature > 0 else INF, mpf(0)
-    return temperature * mpmath.log(abs(total)), mpmath.sign(total)
+    pivot, log_one_plus_rest, sign = _log_sum_about_pivot(live)
+    if sign == 0:
+        return NEG_INF if temperature > 0 else INF, mpf(0)
+    return temperature * (pivot + log_one_plus_rest), sign
+
+
+def _log_sum_about_pivot(terms: Sequence[tuple[mpf, mpf]]) -> tuple[mpf, mpf, mpf]:
+    """``log|sum b e^y|`` of finite terms as ``(y_k + log|b_k|, log|1 + rest|, sign)``.
+
+    Factoring out the largest term ``k`` keeps the relative accuracy of results
+    near zero: ``log(fsum(...))`` at 50 digits rounds ``1 + 1e-310`` to 1 and
+    returns 0 for ``LSE([0, -713])``, whose exact value is ``~2.2e-310``.
+    """
+    k = max(range(len(terms)), key=lambda i: terms[i][0])
+    y_k, b_k = terms[k]
+    rest = mpmath.fsum((b / b_k) * mpmath.exp(y - y_k) for i, (y, b) in enumerate(terms) if i != k)
+    one_plus_rest = 1 + rest
+    if one_plus_rest == 0:
+        return y_k, NEG_INF, mpf(0)
+    log_one_plus_rest = mpmath.log1p(rest) if rest > -1 else mpmath.log(abs(one_plus_rest))
+    return y_k + mpmath.log(abs(b_k)), log_one_plus_rest, mpmath.sign(b_k) * mpmath.sign(one_plus_rest)
 
 
 def _slice_log_softmax(values: Sequence[float], present: Sequence[bool], temperature: mpf) -> list[mpf]:
@@ -188,8 +208,9 @@ def _slice_log_softmax(values: Sequence[float], present: Sequence[bool], tempera
     finite = [y for y in ys if y != NEG_INF]
     if not finite:
         return [NEG_INF] * len(ys)
-    total = mpmath.log(mpmath.fsum(mpmath.exp(y) for y in finite))
-    return [y - total if y != NEG_INF else NEG_INF for y in ys]
+    pivot, log_one_plus_rest, _ = _log_sum_about_pivot([(y, mpf(1)) for y in finite])
+    # (y - pivot) first: exact, and the dominant entry's value is -log1p(rest).
+    return [(y - pivot) - log_one_plus_rest if y != NEG_INF else NEG_INF for y in ys]
 
 
 def _slice_softmax(values: Sequence[float], present: Sequence[bool], temperature: mpf) -> list[mpf]:

@@ -12,6 +12,7 @@ imported at the end of this file) and a cases file; see ``conformance/README.md`
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -197,13 +198,30 @@ def _softmax_like(name: str) -> Callable[[Any, Backend, Arrays, Keywords], tuple
     return call
 
 
+def _as_peer_user_would(where: Callable[[Any, Any, float], Any], arrays: Arrays,
+                        keywords: Keywords) -> tuple[Arrays, Keywords]:
+    """What a user of a peer without ``where``/``temperature`` writes instead:
+    masked entries set to ``-inf``, then ``x / t`` (``t = 0`` has no such spelling)."""
+    x = arrays["x"]
+    if "where" in arrays:
+        x = where(arrays["where"], x, -math.inf)
+    temperature = keywords.get("temperature", 1.0)
+    if temperature == 0:
+        raise NotApplicable("temperature 0")
+    if temperature != 1.0:
+        x = x / temperature
+    rest = {name: value for name, value in keywords.items() if name != "temperature"}
+    return {**{k: v for k, v in arrays.items() if k != "where"}, "x": x}, rest
+
+
 def _scipy_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[Any, ...]]:
     def call(np_module: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
         from scipy import special
 
-        _unsupported(arrays, keywords)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
+            arrays, keywords = _as_peer_user_would(np_module.where, arrays, keywords)
+            _unsupported(arrays, keywords)
             return (getattr(special, name)(arrays["x"], axis=keywords.get("axis", -1)),)
 
     return call
@@ -211,6 +229,8 @@ def _scipy_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[An
 
 def _torch_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[Any, ...]]:
     def call(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        arrays, keywords = _as_peer_user_would(
+            lambda mask, x, fill: torch.where(mask, x, torch.tensor(fill, dtype=x.dtype)), arrays, keywords)
         _unsupported(arrays, keywords)
         axis = keywords.get("axis", -1)
         if not isinstance(axis, int):
@@ -224,8 +244,11 @@ def _jax_softmax_like(name: str) -> Callable[[Any, Arrays, Keywords], tuple[Any,
     def call(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
         import jax
 
-        _unsupported(arrays, keywords, arrays_allowed=("x", "where"))
-        return (getattr(jax.nn, name)(arrays["x"], **_optional(arrays, keywords, ("where",), ("axis",))),)
+        where = arrays.get("where")
+        arrays, keywords = _as_peer_user_would(lambda mask, x, fill: x, arrays, keywords)  # where is native
+        _unsupported(arrays, keywords)
+        options = {"where": where} if where is not None else {}
+        return (getattr(jax.nn, name)(arrays["x"], axis=keywords.get("axis", -1), **options),)
 
     return call
 
@@ -271,6 +294,9 @@ def _gradient_is_softmax(smoothmax: Any, backend: Backend, arrays: Arrays, keywo
 
 
 def _torch_logsumexp_gradient(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    # grad of t LSE(x / t) is softmax(x / t): the gradient of LSE at x / t.
+    arrays, keywords = _as_peer_user_would(
+        lambda mask, x, fill: torch.where(mask, x, torch.tensor(fill, dtype=x.dtype)), arrays, keywords)
     _unsupported(arrays, keywords)
     leaf = arrays["x"].detach().clone().requires_grad_(True)
     torch.logsumexp(leaf, dim=_all_axes(keywords.get("axis"), leaf.ndim)).sum().backward()
@@ -280,8 +306,10 @@ def _torch_logsumexp_gradient(torch: Any, arrays: Arrays, keywords: Keywords) ->
 def _jax_logsumexp_gradient(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
     import jax
 
-    _unsupported(arrays, keywords, arrays_allowed=("x", "where"))
-    options = {"axis": keywords.get("axis"), **_optional(arrays, keywords, ("where",), ())}
+    where = arrays.get("where")
+    arrays, keywords = _as_peer_user_would(lambda mask, x, fill: x, arrays, keywords)  # where is native
+    _unsupported(arrays, keywords)
+    options = {"axis": keywords.get("axis"), **({"where": where} if where is not None else {})}
     return (jax.grad(lambda x: jax.nn.logsumexp(x, **options).sum())(arrays["x"]),)
 
 

@@ -73,13 +73,30 @@ def _peer_check(case: Case, peer_name: str, backend: Backend, dtype: str) -> Che
     expected = case.expected(dtype)
     if len(values) > len(expected):
         values = values[: len(expected)]
-    result.max_ulps, result.label, detail = compare(values, expected, dtype)
+    result.max_ulps, result.label, detail = compare(values, expected, dtype, backend.flushes_subnormals)
     result.detail = "; ".join(notes + ([detail] if detail else []))
     if result.label == "shape":
         result.status = ERROR
     else:
         result.status = PASS if result.max_ulps <= result.tolerance else FAIL
     return result
+
+
+def best_peer_error(case: Case, dtype: str, backend_name: str) -> tuple[str, float] | None:
+    """``(peer, max ulps)`` of the most accurate installed peer on ``case`` in
+    ``dtype`` among those running on ``backend_name`` (its ``exp`` is the floor
+    for every code on that backend), or None where no peer applies."""
+    best = None
+    for peer_name, peer in FUNCTIONS[case.function].peers.items():
+        backend = get_backend(peer.backend)
+        if peer.backend != backend_name or not backend.available or dtype not in backend.dtypes:
+            continue
+        outcome = _peer_check(case, peer_name, backend, dtype)
+        if outcome.status == SKIP or outcome.max_ulps is None or outcome.status == ERROR:
+            continue
+        if best is None or outcome.max_ulps < best[1]:
+            best = (peer_name, outcome.max_ulps)
+    return best
 
 
 def peer_columns(backends: Sequence[Backend]) -> list[tuple[str, str, str]]:

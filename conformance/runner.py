@@ -56,9 +56,16 @@ def format_ulps(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def compare(outputs: Sequence[np.ndarray], expected: Sequence[Expected], dtype: str) -> tuple[float, str | None, str | None]:
-    """``(max ulp error, mismatch label, detail)`` of ``outputs`` (float64 NumPy) against ``expected``."""
+def compare(outputs: Sequence[np.ndarray], expected: Sequence[Expected], dtype: str,
+            flushes_subnormals: bool = False) -> tuple[float, str | None, str | None]:
+    """``(max ulp error, mismatch label, detail)`` of ``outputs`` (float64 NumPy) against ``expected``.
+
+    With ``flushes_subnormals`` (a backend whose arithmetic flushes subnormal
+    results to zero, as XLA on CPU does), a 0 where the exact result is below the
+    smallest normal of the compute dtype counts as exact.
+    """
     fmt = floats.FORMATS[dtype]
+    compute_format = floats.FORMATS["float64" if dtype == "float64" else "float32"]
     worst, label, detail = 0.0, None, None
     if len(outputs) != len(expected):
         return math.inf, "wrong", f"{len(outputs)} outputs, expected {len(expected)}"
@@ -68,6 +75,9 @@ def compare(outputs: Sequence[np.ndarray], expected: Sequence[Expected], dtype: 
         if got.size == 0:
             continue
         errors = floats.ulp_errors(got, want.rounded, want.offset_ulps, fmt)
+        if flushes_subnormals:
+            flushed = (got == 0) & (np.abs(want.rounded) < compute_format.smallest_normal)
+            errors = np.where(flushed, 0.0, errors)
         largest = float(np.max(errors))
         if largest > worst or (largest == worst and label is None and math.isinf(largest)):
             worst = largest
@@ -134,7 +144,8 @@ def check(case: Case, backend: Backend, dtype: str, smoothmax: Any = None) -> Ch
     except Exception as error:  # noqa: BLE001
         result.status, result.detail = ERROR, f"raised {type(error).__name__} reading outputs: {error}"
         return result
-    result.max_ulps, result.label, result.detail = compare(values, case.expected(dtype), dtype)
+    result.max_ulps, result.label, result.detail = compare(values, case.expected(dtype), dtype,
+                                                           backend.flushes_subnormals)
     if spec.extra_check is not None:
         try:
             problem = _run_guarded(lambda: spec.extra_check(smoothmax, backend, arrays, keywords, outputs))
@@ -147,7 +158,31 @@ def check(case: Case, backend: Backend, dtype: str, smoothmax: Any = None) -> Ch
         result.detail = "; ".join(problems + ([result.detail] if result.label == "shape" else []))
         return result
     result.status = PASS if result.max_ulps <= result.tolerance else FAIL
+    if result.status == FAIL and spec.accuracy == "softmax":
+        _apply_peer_bound(result, case, backend, dtype)
     return result
+
+
+def _apply_peer_bound(result: CheckResult, case: Case, backend: Backend, dtype: str) -> None:
+    """The contract's second bound for softmax-like outputs: never worse than the
+    best of scipy/torch/jax + 1 ulp. The 2 ulp bound presumes a correctly rounded
+    ``exp``; vectorised ``exp`` kernels err by up to 2 ulp by themselves (NumPy's
+    float32 SIMD ``exp`` and XLA's float64 ``exp`` included), so where smoothmax
+    is above 2 ulp it still passes if it is within 1 ulp of the best peer running
+    on the same backend (same ``exp``), case and dtype. Peers without ``where`` or
+    ``temperature`` get the inputs a user would give them (masked to ``-inf``,
+    divided by ``t``)."""
+    from .peers import best_peer_error  # peers imports this module
+
+    best = best_peer_error(case, dtype, backend.exp_from or backend.name)
+    if best is None:
+        return
+    peer_name, peer_ulps = best
+    if result.max_ulps <= peer_ulps + 1.0:
+        result.status = PASS
+        result.label = format_ulps(result.max_ulps) + "~"
+        result.tolerance = peer_ulps + 1.0
+        result.detail = f"above 2 ulp but within the best peer + 1 ulp ({peer_name}: {format_ulps(peer_ulps)} ulp)"
 
 
 def run_checks(cases: Iterable[Case], backends: Sequence[Backend], dtypes: Sequence[str] | None = None,

@@ -231,7 +231,10 @@ def _logsumexp_cases() -> list[CaseSpec]:
         lse("dominant/0-and-4x-12", "LSE([0] + [-12]*4) ~ 2.46e-5, subnormal in float16",
             [0.0] + [-12.0] * 4),
         lse("dominant/0-and-9999x-30", "one dominant term and many small ones: ~9.4e-10",
-            [0.0] + [-30.0] * 9_999),
+            [0.0] + [-30.0] * 9_999,
+            tolerance=bounds.faithful_summation_bound(
+                2.25, "torch.sum of the 9999 equal terms e^-30 errs by 2.07 ulp by itself in float64 "
+                      "(measured; NumPy's pairwise sum is within 0.2)")),
         lse("dominant/offset-max", "dominant term at -3: the result rounds to about -3",
             [-3.0] + [-43.0] * 10),
         lse("subnormal-result", "LSE = log1p(exp(-a)) is subnormal in the dtype", SUBNORMAL_RESULT),

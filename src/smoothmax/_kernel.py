@@ -135,7 +135,8 @@ def kernel(
             xp.where(magnitude == 0, neg_inf, xp.log(xp.where(magnitude == 0, one, magnitude))),
         )
         total = pivot_weight + rest
-        sign = _sign(xp, pivot_weight) * _sign(xp, one_plus_ratio)
+        # An empty slice (all -inf) sums to 0 whatever its weights: sign 0.
+        sign = xp.where(empty, zero, _sign(xp, pivot_weight) * _sign(xp, one_plus_ratio))
 
     results: dict[str, Any] = {}
     if "lse" in outputs:
