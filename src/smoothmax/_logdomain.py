@@ -14,6 +14,7 @@ import functools
 import importlib
 import math
 import numbers
+import warnings
 from typing import Any, Callable
 
 from . import _backends
@@ -138,6 +139,22 @@ def _cast(xp: Any, value: Any, dtype: Any) -> Any:
     return value if value.dtype == dtype else xp.astype(value, dtype)
 
 
+def _wide_dtype(xp: Any, dtype: Any, where: Any) -> Any:
+    """float64 for computing a float32 (or half) elementwise result, where the
+    namespace has float64 on that device (not jax without x64, not torch on
+    MPS); else None. The result then rounds once to ``dtype``: <= 1 ulp, where
+    three float32 roundings (exp, log1p, the sum) can reach 1.3 ulp."""
+    if dtype == xp.float64:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = xp.zeros((), dtype=xp.float64, device=where)
+    except Exception:  # no float64 on this device
+        return None
+    return xp.float64 if probe.dtype == xp.float64 else None
+
+
 # ---------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------
@@ -156,8 +173,9 @@ def logaddexp(a: Any, b: Any, /) -> Any:
     ``semantics.md`` (``logaddexp(-inf, -inf) = -inf`` with gradient ``(0, 0)``,
     never NaN; a ``+inf`` dominates; ``(+inf, +inf)`` has gradient
     ``(1/2, 1/2)``; NaN propagates), and the gradient is the two-term softmax
-    :math:`(e^{a - out}, e^{b - out})`. Accurate to 1 ulp (one rounding each of
-    ``exp``, ``log1p`` and the sum).
+    :math:`(e^{a - out}, e^{b - out})`. Accurate to 1 ulp: float32 and the half
+    types are computed in float64 where the namespace has it (three float32
+    roundings, of ``exp``, ``log1p`` and the sum, can reach 1.3 ulp).
 
     Parameters
     ----------
@@ -191,10 +209,13 @@ def logaddexp(a: Any, b: Any, /) -> Any:
     >>> logaddexp(np.array([-np.inf, 0.0]), -np.inf)
     array([-inf,   0.])
     """
-    xp, a, b, _ = _binary(a, b)
+    xp, a, b, output = _binary(a, b)
+    wide = _wide_dtype(xp, output, _backends.device(a))
+    if wide is not None:
+        a, b = xp.astype(a, wide), xp.astype(b, wide)
     stacked = xp.stack([a, b], axis=-1)  # exact in any dtype: no arithmetic yet
     prepared = prepare(stacked, -1)
-    return prepared.reduced(prepared.run(("lse",))["lse"], keepdims=False)
+    return _cast(xp, prepared.reduced(prepared.run(("lse",))["lse"], keepdims=False), output)
 
 
 def logsubexp(a: Any, b: Any, /) -> Any:
@@ -250,7 +271,7 @@ def logsubexp(a: Any, b: Any, /) -> Any:
     array([-inf,  nan,   2.])
     """
     xp, a, b, output = _binary(a, b)
-    compute = _compute_dtype(xp, output)
+    compute = _wide_dtype(xp, output, _backends.device(a)) or _compute_dtype(xp, output)
     result = _primitive(xp, "logsubexp")(_cast(xp, a, compute), _cast(xp, b, compute))
     return _cast(xp, result, output)
 
