@@ -43,3 +43,35 @@ def test_python_block_runs(document, line, code):
         pytest.skip(f"{document}:{line} needs {', '.join(missing)}")
     # Pad with blank lines so that a traceback points at the line in the document.
     exec(compile("\n" * (line - 1) + code, str(ROOT / document), "exec"), {"__name__": "__docs__"})
+
+
+def readme_sections() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    parts = re.split(r"^(#{2,3} .+)$", text, flags=re.M)
+    return {title.lstrip("#").strip(): body for title, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_readme_has_a_tested_quick_start_per_framework():
+    sections = readme_sections()
+    for framework, module in (("PyTorch", "torch"), ("JAX", "jax"), ("NumPy", "numpy"), ("Dask", "dask")):
+        blocks = BLOCK.findall(sections[framework] + "\n")
+        assert blocks, f"README quick start {framework} has no python block"
+        code = blocks[0]
+        assert module in IMPORT.findall(code) and "assert" in code
+        assert len([line for line in code.splitlines() if line.strip()]) <= 8
+
+
+def test_readme_api_lists_every_public_name():
+    import smoothmax
+
+    api = readme_sections()["API"]
+    listed = set(re.findall(r"^\| `([A-Za-z_]\w*)", api, re.M))
+    assert listed == set(smoothmax.__all__)
+
+
+def test_readme_has_accuracy_speed_and_backend_sections():
+    sections = readme_sections()
+    assert "python -m conformance --peers" in sections["Accuracy"]
+    assert "python -m benchmarks" in sections["Speed"]
+    assert "BACKEND_KERNELS" in sections["Adding a backend"] and "conformance/backends.py" in sections["Adding a backend"]
+    assert "| empty (n = 0) |" in sections["Semantics"]
