@@ -1,0 +1,57 @@
+"""The conformance suite inside pytest: one test per case x backend x dtype.
+
+The same checks as ``python -m conformance`` (``conformance.runner.check``):
+the case's inputs on the backend, the max ulp error against the mpmath
+reference within the case's tolerance, special values matched exactly, output
+dtype preserved, and for the gradient cases the gradient bitwise equal to
+``smoothmax.softmax``. Backends that are not installed are not collected.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance import generate
+from conformance.backends import BACKENDS
+from conformance.cases import load_cases
+from conformance.runner import PASS, SKIP, check
+
+CASES = load_cases()
+INSTALLED = [backend for backend in BACKENDS if backend.available]
+
+
+def _parameters() -> list:
+    parameters = []
+    for case in CASES:
+        for backend in INSTALLED:
+            for dtype in case.dtypes:
+                if dtype in backend.dtypes:
+                    parameters.append(pytest.param(case, backend, dtype, id=f"{case.id}[{backend.name}-{dtype}]"))
+    return parameters
+
+
+@pytest.mark.parametrize("case, backend, dtype", _parameters())
+def test_case(case, backend, dtype):
+    result = check(case, backend, dtype)
+    if result.status == SKIP:
+        # Only a gradient case on a backend without autodiff may skip.
+        assert backend.grad is None, result.detail
+        pytest.skip(result.detail)
+    assert result.status == PASS, (
+        f"{result.max_ulps} ulp (tolerance {result.tolerance}): {result.detail}"
+    )
+
+
+def test_every_installed_backend_is_collected():
+    names = {backend.name for backend in INSTALLED}
+    assert {"numpy", "array_api_strict"} <= names
+    assert len(CASES) >= 80
+
+
+@pytest.mark.parametrize(
+    "pattern", ["logsumexp/dominant/0-and-10x-40", "softmax/special/semantics-rows", "logsumexp/subnormal-result"]
+)
+def test_case_files_match_the_generator(pattern):
+    """The checked-in expected values are what ``generate.py`` computes now."""
+    pytest.importorskip("mpmath")
+    assert generate.main(["--check", "--family", "core", "--case", pattern]) == 0
