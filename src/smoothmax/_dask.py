@@ -298,7 +298,9 @@ def _signed_difference(xp: Any, plus: Any, minus: Any) -> tuple[Any, Any]:
     one = _kernel._constant(xp, 1.0, plus)
     high = xp.where(plus >= minus, plus, minus)
     low = xp.where(plus >= minus, minus, plus)
-    high = xp.where(xp.isnan(plus) | xp.isnan(minus), plus + minus, high)  # NaN poisons
+    nan = _kernel._constant(xp, math.nan, plus)
+    poisoned = xp.isnan(plus) | xp.isnan(minus)  # NaN poisons (no inf - inf arithmetic)
+    high = xp.where(poisoned, nan, high)
     tie = high == low
     gap = xp.where(tie, -one, low) - xp.where(tie, zero, high)  # < 0, or NaN
     # log(1 - e^gap) (log1mexp): expm1 near 0, log1p far from it
@@ -309,7 +311,7 @@ def _signed_difference(xp: Any, plus: Any, minus: Any) -> tuple[Any, Any]:
     # a zero sum is -inf; +inf - +inf is NaN
     tied = xp.where(high == math.inf, _kernel._constant(xp, math.nan, plus), _kernel._constant(xp, -math.inf, plus))
     lse = xp.where(tie, tied, high + log1mexp)
-    sign = xp.where(plus > minus, one, xp.where(plus < minus, -one, xp.where(tie, zero, plus + minus)))
+    sign = xp.where(plus > minus, one, xp.where(plus < minus, -one, xp.where(poisoned, nan, zero)))
     return lse, sign
 
 
