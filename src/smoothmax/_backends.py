@@ -49,6 +49,7 @@ def namespace(x: Any) -> Any:
             ) from None
         if not isinstance(x, (bool, int, float, complex)):
             _namespace_by_type[kind] = xp
+            _fastpaths.entry_for(kind, xp.__name__)
     return xp
 
 

@@ -323,6 +323,207 @@ def _numpy_long_slice(results: _NumpyResults, x3: Any, index: int, per_chunk: in
     results.finish(index, scaled_slice, shifted_slice, log_sum, total)
 
 
+# --------------------------------------------------------------------------- PyTorch
+
+
+def torch_kernel(
+    xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
+) -> tuple[Any, ...]:
+    """The kernel for eager CPU tensors: the generic kernel's operations, fewer passes.
+
+    ``torch.max(x, axis)`` gives the maximum and the first arg-max in one pass
+    (the generic kernel's ``argmax`` + ``take_along_axis``); ``x - m`` is
+    exponentiated in place; the pivot is zeroed (and for ``q`` put back) with
+    ``scatter_`` instead of a full ``where`` pass; ``q`` is divided in place.
+    The tensors summed and divided are the generic kernel's, element for
+    element and in the same layout, so the results are bitwise the same.
+    Non-finite maxima (``+inf``, all ``-inf``, NaN), non-contiguous inputs,
+    other devices, ``torch.compile`` and ``torch.func`` transforms take the
+    generic kernel. Callers run it where no gradient is recorded (the adapter's
+    no-derivative path, ``autograd.Function.forward``): it works in place.
+    """
+    import torch
+
+    if (
+        torch.compiler.is_compiling()
+        or _declines(x, weights, axis, temperature, outputs)
+        or x.device.type != "cpu"
+        or x.dtype not in (torch.float32, torch.float64)
+        or not x.is_contiguous()
+        or x.numel() == 0
+        or torch._C._functorch.is_functorch_wrapped_tensor(x)
+    ):
+        return _generic(xp, x, weights, axis, temperature, outputs)
+    maximum, index = torch.max(x, axis, keepdim=True)
+    if not math.isfinite((maximum if maximum.numel() == 1 else maximum.sum()).item()):
+        # +inf, -inf (all absent) or NaN somewhere: the generic fix-ups
+        # (a finite overflowing sum only sends finite maxima there too).
+        return _generic(xp, x, weights, axis, temperature, outputs)
+    shifted = x - maximum
+    t = temperature
+    if t != 1.0:
+        shifted.div_(torch.tensor(t, dtype=x.dtype))
+    scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
+    scaled.scatter_(axis, index, 0.0)  # the pivot's exp(0) = 1 stays out of the sum
+    rest = torch.sum(scaled, axis, keepdim=True)
+    log_sum = torch.log1p(rest)
+    results: dict[str, Any] = {}
+    if outputs == ("lse",) and t == 1.0:
+        return (log_sum.add_(maximum),)  # maximum + log_sum, in place
+    if "lse" in outputs:
+        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype) * log_sum
+    if "sign" in outputs or "q" in outputs:
+        total = torch.tensor(1.0, dtype=x.dtype) + rest
+        if "sign" in outputs:
+            results["sign"] = _kernel._sign(xp, total)
+        if "q" in outputs:
+            scaled.scatter_(axis, index, 1.0)
+            results["q"] = scaled.div_(total)
+    if "log_q" in outputs:
+        results["log_q"] = shifted.sub_(log_sum)
+    return tuple(results[name] for name in outputs)
+
+
+# --------------------------------------------------------------------------- JAX
+
+
+def jax_kernel(
+    xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
+) -> tuple[Any, ...]:
+    """The kernel for JAX arrays, in operations XLA's CPU backend fuses into its reductions.
+
+    No ``argmax`` (a variadic reduction XLA runs slowly on CPU), no gather, no
+    pivot mask: with ``d = (x - m) / t`` the terms with ``d == 0`` are the ties of
+    the maximum, so ``sum(where(d == 0, 0, exp(d)))`` is the generic kernel's sum
+    without the pivot wherever each slice has exactly one tie, and XLA fuses it
+    with the count of ties into one pass. Slices with several ties or a
+    non-finite maximum (``+inf``, all ``-inf``, NaN) make the whole call take the
+    generic kernel through ``lax.cond`` (under ``vmap`` both branches run).
+    """
+    if _declines(x, weights, axis, temperature, outputs) or x.dtype not in _jax_floats():
+        return _generic(xp, x, weights, axis, temperature, outputs)
+    import jax
+
+    t = temperature
+    maximum = xp.max(x, axis=axis, keepdims=True)
+    shifted = x - maximum
+    if t != 1.0:
+        shifted = shifted / _kernel._constant(xp, t, x)
+    scaled = xp.exp(shifted)
+    tie = shifted == 0
+    zero = _kernel._constant(xp, 0.0, x)
+    one = _kernel._constant(xp, 1.0, x)
+    rest = xp.sum(xp.where(tie, zero, scaled), axis=axis, keepdims=True)
+    # counted in x's dtype: XLA reduces it fast (an integer count became a
+    # full-size int64 array); any count above one still compares unequal to 1
+    ties = xp.sum(xp.where(tie, one, zero), axis=axis, keepdims=True)
+    fast_ok = xp.all(ties == 1) & xp.all(xp.isfinite(maximum))
+
+    log_sum = xp.log1p(rest)
+    total = one + rest
+    results: dict[str, Any] = {}
+    for name in outputs:
+        if name == "lse":
+            results[name] = maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, x) * log_sum
+        elif name == "sign":
+            results[name] = _kernel._sign(xp, total)
+        elif name == "q":
+            results[name] = scaled / total
+        else:  # log_q
+            results[name] = shifted - log_sum
+    fast = tuple(results[name] for name in outputs)
+    if not isinstance(fast_ok, jax.core.Tracer):
+        # Eager: decide here, so that the fallback runs op by op like the generic
+        # kernel itself (XLA may round a compiled branch differently).
+        return fast if bool(fast_ok) else _generic(xp, x, None, axis, t, outputs)
+    return jax.lax.cond(
+        fast_ok,
+        lambda operand: operand[0],
+        lambda operand: _generic(xp, operand[1], None, axis, t, outputs),
+        (fast, x),
+    )
+
+
+_JAX_FLOATS: list[Any] = []
+
+
+def _jax_floats() -> list[Any]:
+    if not _JAX_FLOATS:
+        import jax.numpy as jnp
+
+        _JAX_FLOATS.extend((jnp.float32, jnp.float64))
+    return _JAX_FLOATS
+
+
+# --------------------------------------------------------------------------- entry points
+
+#: Floating dtypes the entry points take (others go through ``prepare``).
+_ENTRY_DTYPES: dict[str, tuple[Any, ...]] = {}
+
+
+def _entry_axis(axis: Any, ndim: int) -> int | None:
+    """``axis`` as a non-negative int where it is a plain in-range int (or None on
+    1-d input), else None: the full path (with its validation and errors) runs."""
+    if axis is None:
+        return 0 if ndim == 1 else None
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis + ndim if axis < 0 else axis
+    return None
+
+
+def _torch_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
+    """The public functions' hot path for float32/float64 tensors with only ``axis``
+    (and ``keepdims``) given: straight to the adapter's kernel, skipping ``prepare``.
+    Returns None where the full path must run."""
+    dtypes = _ENTRY_DTYPES.get("torch")
+    if dtypes is None:
+        import torch
+
+        dtypes = _ENTRY_DTYPES["torch"] = (torch.float32, torch.float64)
+    if x.dtype not in dtypes:
+        return None
+    working = _entry_axis(axis, x.ndim)
+    if working is None:
+        return None
+    from . import _torch
+
+    (value,) = _torch.kernel(x, None, working, 1.0, (name,))
+    if name == "lse" and not keepdims:
+        value = value.squeeze(working)
+    return value
+
+
+def _numpy_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
+    """As :func:`_torch_entry`, for float32/float64 ``numpy.ndarray``."""
+    if x.dtype not in (np.float32, np.float64):
+        return None
+    working = _entry_axis(axis, x.ndim)
+    if working is None:
+        return None
+    xp = _NUMPY_NAMESPACE[0]
+    if xp is None:
+        import array_api_compat.numpy as xp
+
+        _NUMPY_NAMESPACE[0] = xp
+    (value,) = numpy_kernel(xp, x, None, working, 1.0, (name,))
+    if name == "lse" and not keepdims:
+        value = value.reshape(x.shape[:working] + x.shape[working + 1 :])
+    return value
+
+
+_NUMPY_NAMESPACE: list[Any] = [None]
+
+#: Array type -> entry point, filled by :func:`entry_for` (a plain dict: one lookup).
+ENTRIES: dict[type, Any] = {}
+
+
+def entry_for(kind: type, namespace_name: str) -> None:
+    """Register the entry point of array type ``kind`` of namespace ``namespace_name``."""
+    entry = {"array_api_compat.torch": _torch_entry, "array_api_compat.numpy": _numpy_entry}.get(namespace_name)
+    if entry is not None and kind.__module__.split(".")[0] in ("torch", "numpy"):
+        ENTRIES[kind] = entry
+
+
 # --------------------------------------------------------------------------- dispatch
 
 #: Namespace name -> fast kernel, for the namespaces without an autodiff adapter

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._fastpaths import jax_kernel as _fast_jax_kernel
 from ._kernel import kernel as _plain_kernel
 from ._kernel import kernel_jvp, with_rule_inputs
 
@@ -24,7 +25,8 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     # JAX may hand the rule raw NumPy constants (e.g. jax.test_util.check_grads).
     x = jnp.asarray(x)
     weights = None if weights is None else jnp.asarray(weights)
-    return _plain_kernel(jnp, x, weights, axis, temperature, outputs)
+    # The generic kernel's results through XLA-friendly operations (smoothmax._fastpaths).
+    return _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
 
 
 @_logsumexp.defjvp

@@ -17,8 +17,39 @@ from typing import Any
 import torch
 from array_api_compat import torch as xp
 
+from ._fastpaths import torch_kernel as _fast_torch_kernel
 from ._kernel import kernel as _plain_kernel
 from ._kernel import kernel_jvp, kernel_vjp, with_rule_inputs
+
+
+def _forward_kernel(x, weights, axis, temperature, outputs):
+    """The kernel's forward on tensors: the CPU fast path (smoothmax._fastpaths),
+    which hands every case it does not take to the generic kernel."""
+    return _fast_torch_kernel(xp, x, weights, axis, temperature, outputs)
+
+
+def _fused_vjp(q, cotangents, axis, temperature):
+    """``grad_x`` through PyTorch's fused softmax backward kernels where only the
+    softmax (or only the log-softmax) has a cotangent; None elsewhere.
+
+    Same formulas as :func:`kernel_vjp` (``q (g - <q, g>) / t`` and
+    ``(g - q <1, g>) / t``), one pass instead of four; the ops are differentiable,
+    so double backward still works. Not under ``torch.func`` transforms."""
+    if (
+        torch.compiler.is_compiling()
+        or torch._C._functorch.is_functorch_wrapped_tensor(q)
+        or q.device.type != "cpu"
+    ):
+        return None
+    names = [name for name, value in cotangents.items() if value is not None]
+    if names == ["q"]:
+        grad = torch._softmax_backward_data(cotangents["q"], q, axis, q.dtype)
+    elif names == ["log_q"]:
+        g = cotangents["log_q"]
+        grad = torch.addcmul(g, q, torch.sum(g, axis, keepdim=True), value=-1.0)
+    else:
+        return None
+    return grad if temperature == 1.0 else grad / temperature
 
 
 class _LogSumExpReverse(torch.autograd.Function):
@@ -30,7 +61,7 @@ class _LogSumExpReverse(torch.autograd.Function):
     @staticmethod
     def forward(x, weights, axis, temperature, outputs):  # type: ignore[override]
         internal = with_rule_inputs(outputs, weights is not None)
-        return _plain_kernel(xp, x, weights, axis, temperature, internal)
+        return _forward_kernel(x, weights, axis, temperature, internal)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
@@ -51,6 +82,10 @@ class _LogSumExpReverse(torch.autograd.Function):
     def backward(ctx, *grads):  # type: ignore[override]
         q, r = ctx.saved_tensors
         cotangents = dict(zip(ctx.names, grads))
+        if not ctx.has_weights and ctx.temperature != 0.0:
+            fused = _fused_vjp(q, cotangents, ctx.axis, ctx.temperature)
+            if fused is not None:
+                return fused, None, None, None, None
         grad_x, grad_weights = kernel_vjp(xp, q, r, cotangents, ctx.axis, ctx.temperature)
         return grad_x, (grad_weights if ctx.has_weights else None), None, None, None
 
@@ -74,7 +109,11 @@ def _may_need_derivative(x: torch.Tensor, weights: torch.Tensor | None) -> bool:
         x.requires_grad or (weights is not None and weights.requires_grad)
     ):
         return True
-    return torch._C._forward_ad_enabled() if hasattr(torch._C, "_forward_ad_enabled") else False
+    return _forward_ad_enabled() if _forward_ad_enabled is not None else False
+
+
+#: Looked up once (``hasattr`` on every call cost more than the rest of the check).
+_forward_ad_enabled = getattr(torch._C, "_forward_ad_enabled", None)
 
 
 def kernel(
@@ -90,7 +129,7 @@ def kernel(
     elif _may_need_derivative(x, weights):
         values = _LogSumExp.apply(x, weights, axis, temperature, outputs)
     else:
-        return _plain_kernel(xp, x, weights, axis, temperature, outputs)
+        return _forward_kernel(x, weights, axis, temperature, outputs)
     return tuple(values[: len(outputs)])
 
 

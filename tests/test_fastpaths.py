@@ -1,0 +1,357 @@
+"""The backend fast paths (``smoothmax._fastpaths``) return the generic kernel's results.
+
+Each fast kernel is called directly and compared with ``smoothmax._kernel.kernel``
+bit for bit (NaN compared as NaN) on random inputs, ties, ``+-inf``, NaN, all
+``-inf`` slices and the dominant term ``[0] + [-40] * 10``, for every output set
+the fast paths take, several temperatures, both float dtypes, contiguous and
+outer axes, and shapes that cross NumPy's block size. JAX is compared under
+``jax.jit`` (what users run) and eagerly: XLA may round a fused program
+differently from the same program op by op, so each side runs the same way
+(under ``jit``, ``log_q`` at ``t != 1`` may still differ by one ulp: see there).
+Then the public functions: fast paths on and off give the same arrays, the
+entry points (which skip ``prepare``) agree with the full path, and the gradient
+of ``logsumexp`` is still bitwise ``softmax``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import smoothmax
+from smoothmax import _fastpaths, _kernel
+
+OUTPUT_SETS = [("lse",), ("lse", "sign"), ("q",), ("log_q",), ("lse", "q"), ("log_q", "q")]
+TEMPERATURES = [1.0, 0.5, 3.0]
+INF = float("inf")
+NAN = float("nan")
+
+
+def _inputs() -> list[tuple[str, np.ndarray, int]]:
+    """(name, float64 values, axis) covering the paths and the special values."""
+    rng = np.random.default_rng(1234)
+    cases = []
+    for shape, axis in [
+        ((1,), 0),
+        ((16,), 0),
+        ((7, 33), 1),
+        ((33, 7), 0),
+        ((4, 5, 6), 1),
+        ((3, 2000), 1),
+        ((70_000,), 0),  # longer than a NumPy block: pairwise leaves
+        ((300, 300), 0),  # outer axis, slice larger than a block: carried chunks
+        ((2, 40, 40), 1),
+    ]:
+        values = rng.standard_normal(shape) * 5
+        cases.append((f"random{shape}/{axis}", values, axis))
+        cases.append((f"ties{shape}/{axis}", np.round(values), axis))
+    cases.append(("dominant", np.array([0.0] + [-40.0] * 10), 0))
+    cases.append(("dominant-rows", np.array([[0.0] + [-40.0] * 10, [-40.0] * 10 + [0.0]]), 1))
+    cases.append(
+        (
+            "special-rows",
+            np.array(
+                [
+                    [1.0, INF, INF, 0.0],
+                    [-INF] * 4,
+                    [1.0, NAN, 2.0, 0.0],
+                    [3.0, 2.0, 1.0, -INF],
+                    [-INF, 5.0, -INF, 4.0],
+                    [2.0, 2.0, 2.0, 2.0],
+                ]
+            ),
+            1,
+        )
+    )
+    special = rng.standard_normal((64, 50))
+    special[3, 7] = INF
+    cases.append(("one-inf-in-a-block", special, 1))
+    special = rng.standard_normal((50, 64))
+    special[:, 5] = -INF
+    cases.append(("minus-inf-column", special, 0))
+    return cases
+
+
+INPUTS = _inputs()
+
+
+def _same(a, b) -> bool:
+    a = np.asarray(a)
+    b = np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+
+
+def _check(fast, generic, to_numpy, make, dtype, output_sets=OUTPUT_SETS, temperatures=TEMPERATURES):
+    failures = []
+    for name, values, axis in INPUTS:
+        x = make(values, dtype)
+        for outputs in output_sets:
+            for t in temperatures:
+                got = fast(x, axis, t, outputs)
+                want = generic(x, axis, t, outputs)
+                for output, a, b in zip(outputs, got, want):
+                    if not _same(to_numpy(a), to_numpy(b)):
+                        failures.append(f"{name} {dtype} {outputs} t={t}: {output} differs")
+    assert not failures, "\n".join(failures[:20])
+
+
+# --------------------------------------------------------------------------- NumPy
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_fast_path_is_bitwise_generic(dtype):
+    import array_api_compat.numpy as xp
+
+    _check(
+        lambda x, axis, t, outputs: _fastpaths.numpy_kernel(xp, x, None, axis, t, outputs),
+        lambda x, axis, t, outputs: _kernel.kernel(xp, x, None, axis, t, outputs),
+        np.asarray,
+        lambda values, dtype: values.astype(dtype),
+        dtype,
+    )
+
+
+def test_numpy_fast_path_takes_non_contiguous_input_through_the_generic_kernel():
+    import array_api_compat.numpy as xp
+
+    x = np.random.default_rng(0).standard_normal((40, 30)).T
+    got = _fastpaths.numpy_kernel(xp, x, None, 1, 1.0, ("lse", "q"))
+    want = _kernel.kernel(xp, x, None, 1, 1.0, ("lse", "q"))
+    assert all(_same(a, b) for a, b in zip(got, want))
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_fast_path_is_bitwise_generic(dtype):
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    _check(
+        lambda x, axis, t, outputs: _fastpaths.torch_kernel(xp, x, None, axis, t, outputs),
+        lambda x, axis, t, outputs: _kernel.kernel(xp, x, None, axis, t, outputs),
+        lambda value: value.numpy(),
+        lambda values, dtype: torch.from_numpy(values.astype(dtype)),
+        dtype,
+    )
+
+
+def test_torch_fast_path_does_not_modify_its_input():
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    x = torch.randn(8, 9, dtype=torch.float64)
+    before = x.clone()
+    for outputs in OUTPUT_SETS:
+        _fastpaths.torch_kernel(xp, x, None, 1, 1.0, outputs)
+    assert torch.equal(x, before)
+
+
+# --------------------------------------------------------------------------- JAX
+
+
+def _jax():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    return jax, jnp
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_fast_path_is_bitwise_generic_eagerly(dtype):
+    jax, jnp = _jax()
+    _check(
+        lambda x, axis, t, outputs: _fastpaths.jax_kernel(jnp, x, None, axis, t, outputs),
+        lambda x, axis, t, outputs: _kernel.kernel(jnp, x, None, axis, t, outputs),
+        np.asarray,
+        lambda values, dtype: jnp.asarray(values.astype(dtype)),
+        dtype,
+        # every output once (eager JAX dispatches op by op: keep it short)
+        output_sets=[("lse", "sign", "log_q", "q")],
+        temperatures=[1.0, 3.0],
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_fast_path_matches_generic_under_jit(dtype):
+    """Under ``jit`` the two are different XLA programs, and XLA fuses
+    ``(x - m) / t - log_sum`` differently in each: ``log_q`` at ``t != 1`` may
+    differ by one ulp there. Everything else is bitwise."""
+    jax, jnp = _jax()
+    outputs = ("lse", "sign", "log_q", "q")
+    failures = []
+    for name, values, axis in INPUTS:
+        if values.size > 5_000 or name.startswith("random(33"):
+            continue  # compile time; the eager test covers the large shapes
+        x = jnp.asarray(values.astype(dtype))
+        for t in (1.0, 3.0):
+            fast = jax.jit(lambda v: _fastpaths.jax_kernel(jnp, v, None, axis, t, outputs))
+            generic = jax.jit(lambda v: _kernel.kernel(jnp, v, None, axis, t, outputs))
+            for output, a, b in zip(outputs, fast(x), generic(x)):
+                if _same(a, b):
+                    continue
+                if output == "log_q" and t != 1.0:
+                    a, b = np.asarray(a), np.asarray(b)
+                    finite = np.isfinite(b)
+                    if np.array_equal(np.isfinite(a), finite) and np.array_equal(a[~finite], b[~finite], equal_nan=True):
+                        np.testing.assert_array_max_ulp(a[finite], b[finite], maxulp=1)
+                        continue
+                failures.append(f"{name} {dtype} t={t}: {output} differs")
+    assert not failures, "\n".join(failures[:20])
+
+
+def test_jax_fast_path_under_vmap():
+    jax, jnp = _jax()
+    x = jnp.asarray(np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 0.0], [-INF, -INF, -INF]]))
+    fast = jax.vmap(lambda v: _fastpaths.jax_kernel(jnp, v, None, 0, 1.0, ("lse", "q")))(x)
+    generic = jax.vmap(lambda v: _kernel.kernel(jnp, v, None, 0, 1.0, ("lse", "q")))(x)
+    for a, b in zip(fast, generic):
+        assert _same(a, b)
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def _backends():
+    found = [("numpy", np, lambda v: np.asarray(v), lambda v: v)]
+    try:
+        import torch
+
+        found.append(("torch", torch, lambda v: torch.from_numpy(v.copy()), lambda v: v.detach().numpy()))
+    except ImportError:
+        pass
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        found.append(("jax", jnp, jnp.asarray, np.asarray))
+    except ImportError:
+        pass
+    try:
+        import array_api_strict
+
+        found.append(("array_api_strict", array_api_strict, array_api_strict.asarray, np.asarray))
+    except ImportError:
+        pass
+    return found
+
+
+BACKENDS = _backends()
+
+
+def _public_results(make):
+    results = []
+    for _, values, axis in INPUTS:
+        for dtype in ("float32", "float64"):
+            x = make(values.astype(dtype))
+            results.append(smoothmax.logsumexp(x, axis=axis))
+            results.append(smoothmax.logsumexp(x, axis=axis, keepdims=True, temperature=0.5))
+            results.append(smoothmax.softmax(x, axis=axis))
+            results.append(smoothmax.log_softmax(x, axis=axis))
+    return results
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=[b[0] for b in BACKENDS])
+def test_public_functions_same_with_fast_paths_on_and_off(backend, monkeypatch):
+    name, _, make, to_numpy = backend
+    if name == "jax":
+        pytest.skip("JAX compiles the fast path and the fallback into one program; covered above")
+    on = _public_results(make)
+    monkeypatch.setattr(_fastpaths, "ENABLED", False)
+    off = _public_results(make)
+    assert all(_same(to_numpy(a), to_numpy(b)) for a, b in zip(on, off))
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=[b[0] for b in BACKENDS])
+def test_entry_points_agree_with_the_full_path(backend):
+    """``axis=k`` takes the entry point, ``axis=(k,)`` the full path (``prepare``)."""
+    name, _, make, to_numpy = backend
+    rng = np.random.default_rng(5)
+    for dtype in ("float32", "float64"):
+        x = make(rng.standard_normal((6, 7, 8)).astype(dtype))
+        for axis in (0, 1, 2, -1, -3):
+            for keepdims in (False, True):
+                a = smoothmax.logsumexp(x, axis=axis, keepdims=keepdims)
+                b = smoothmax.logsumexp(x, axis=(axis,), keepdims=keepdims)
+                assert _same(to_numpy(a), to_numpy(b))
+            assert _same(to_numpy(smoothmax.softmax(x, axis=axis)), to_numpy(smoothmax.softmax(x, axis=(axis,))))
+            assert _same(
+                to_numpy(smoothmax.log_softmax(x, axis=axis)), to_numpy(smoothmax.log_softmax(x, axis=(axis,)))
+            )
+        v = make(rng.standard_normal(9).astype(dtype))
+        assert _same(to_numpy(smoothmax.logsumexp(v)), to_numpy(smoothmax.logsumexp(v, axis=(0,))))
+        assert _same(
+            to_numpy(smoothmax.logsumexp(v, keepdims=True)), to_numpy(smoothmax.logsumexp(v, axis=0, keepdims=True))
+        )
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=[b[0] for b in BACKENDS])
+def test_entry_points_keep_the_errors(backend):
+    name, _, make, _ = backend
+    x = make(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="axis"):
+        smoothmax.logsumexp(x, axis=2)
+    with pytest.raises(ValueError, match="axis"):
+        smoothmax.softmax(x, axis=-3)
+    with pytest.raises(TypeError, match="axis"):
+        smoothmax.logsumexp(x, axis=True)
+
+
+def test_environment_switch():
+    code = "from smoothmax import _fastpaths; print(_fastpaths.ENABLED)"
+    env = dict(os.environ, SMOOTHMAX_FASTPATHS="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    env["SMOOTHMAX_FASTPATHS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_gradient_of_logsumexp_is_bitwise_softmax(enabled, dtype, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(_fastpaths, "ENABLED", enabled)
+    for _, values, axis in INPUTS:
+        x = torch.from_numpy(values.astype(dtype)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(smoothmax.logsumexp(x, axis=axis).sum(), x)
+        assert _same(grad.numpy(), smoothmax.softmax(x.detach(), axis=axis).numpy())
+
+
+def test_torch_fused_softmax_backward_matches_the_generic_rule():
+    torch = pytest.importorskip("torch")
+    from smoothmax import _torch
+
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 7, dtype=torch.float64)
+    for function, name in ((smoothmax.softmax, "q"), (smoothmax.log_softmax, "log_q")):
+        for t in (1.0, 0.5):
+            (grad,) = torch.autograd.grad(function(x, axis=1, temperature=t), x, g)
+            (q,) = _kernel.kernel(_torch.xp, x.detach(), None, 1, t, ("q",))
+            want, _ = _kernel.kernel_vjp(_torch.xp, q, None, {name: g}, 1, t)
+            torch.testing.assert_close(grad, want, rtol=1e-13, atol=1e-15)
+        assert torch.autograd.gradcheck(lambda v: function(v, axis=1), (x,))
+        assert torch.autograd.gradgradcheck(lambda v: function(v, axis=1), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: smoothmax.logsumexp(v, axis=0), (x,))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_gradient_of_logsumexp_is_bitwise_softmax(dtype):
+    jax, jnp = _jax()
+    for _, values, axis in INPUTS:
+        if values.size > 20_000:
+            continue
+        x = jnp.asarray(values.astype(dtype))
+        grad = jax.jit(jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=axis))))(x)
+        assert _same(grad, jax.jit(lambda v: smoothmax.softmax(v, axis=axis))(x))
