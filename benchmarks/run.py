@@ -623,7 +623,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     parser.add_argument("--no-scaling", action="store_true", help="skip the NumPy scaling check")
     parser.add_argument("--progress", action="store_true", help="print each row as it is measured")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for the run (both sides of every ratio run with it)")
     args = parser.parse_args(argv)
+    if args.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
     backends = [name.strip() for name in args.backend.split(",") if name.strip()]
     unknown = [name for name in backends if name not in BACKENDS]

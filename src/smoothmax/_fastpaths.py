@@ -146,10 +146,14 @@ def numpy_kernel(
 
     shape = x.shape
     n = shape[axis]
-    outer = math.prod(shape[:axis])
-    inner = math.prod(shape[axis + 1 :])
     # At least 1024 elements: NumPy's pairwise sum splits only above 128.
     block = max(1024, BLOCK_BYTES // x.itemsize)
+    if x.size == n and n <= block and outputs == ("lse",):
+        value = _numpy_one_row(x.reshape(n), temperature)
+        if value is not None:
+            return (value.reshape(shape[:axis] + (1,) + shape[axis + 1 :]),)
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1 :])
     if inner == 1:
         results = _NumpyResults(xp, x.dtype, temperature, outputs, (outer, 1), (outer, n))
         _numpy_last_axis(results, x.reshape(outer, n), block)
@@ -160,6 +164,25 @@ def numpy_kernel(
     return tuple(
         results.arrays[name].reshape(keep_shape if name in ("lse", "sign") else shape) for name in outputs
     )
+
+
+def _numpy_one_row(x1: Any, temperature: float) -> Any:
+    """``lse`` of one short contiguous row (the call overhead dominates there):
+    :func:`_numpy_rows`'s operations on one row, without its bookkeeping.
+    None where the maximum is not finite (the generic fix-ups run)."""
+    pivot = int(x1.argmax())
+    maximum = x1[pivot : pivot + 1]
+    if not math.isfinite(maximum[0]):
+        return None
+    scaled = np.subtract(x1, maximum)
+    if temperature != 1.0:
+        np.divide(scaled, np.asarray(temperature, dtype=x1.dtype), out=scaled)
+    np.exp(scaled, out=scaled)
+    scaled[pivot] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
+    log_sum = np.log1p(np.add.reduce(scaled, keepdims=True))
+    if temperature != 1.0:
+        np.multiply(np.asarray(temperature, dtype=x1.dtype), log_sum, out=log_sum)
+    return np.add(maximum, log_sum, out=log_sum)
 
 
 def _numpy_last_axis(results: _NumpyResults, x2: Any, block: int) -> None:
@@ -325,18 +348,22 @@ def _numpy_long_slice(results: _NumpyResults, x3: Any, index: int, per_chunk: in
 
 # --------------------------------------------------------------------------- PyTorch
 
+#: Up to this many elements the torch fast path finds the pivot with torch.max's index.
+_TORCH_SMALL = 1 << 14
+
 
 def torch_kernel(
     xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """The kernel for eager CPU tensors: the generic kernel's operations, fewer passes.
+    """The kernel for eager CPU tensors: the generic kernel's numbers, fewer and faster passes.
 
-    ``torch.max(x, axis)`` gives the maximum and the first arg-max in one pass
-    (the generic kernel's ``argmax`` + ``take_along_axis``); ``x - m`` is
-    exponentiated in place; the pivot is zeroed (and for ``q`` put back) with
-    ``scatter_`` instead of a full ``where`` pass; ``q`` is divided in place.
-    The tensors summed and divided are the generic kernel's, element for
-    element and in the same layout, so the results are bitwise the same.
+    No ``argmax``, ``take_along_axis`` or boolean masks (all slow on CPU, the
+    index-returning reductions ~15x an ``amax``): the pivot is excluded from the
+    sum through ``sign(x - m)`` (see below), ``x - m`` is exponentiated and
+    ``q`` divided in place. The values summed and divided are the generic
+    kernel's, element for element and in the same layout, so the results are
+    bitwise the same; slices with several ties of the maximum take the generic
+    kernel.
     Non-finite maxima (``+inf``, all ``-inf``, NaN), non-contiguous inputs,
     other devices, ``torch.compile`` and ``torch.func`` transforms take the
     generic kernel. Callers run it where no gradient is recorded (the adapter's
@@ -354,7 +381,14 @@ def torch_kernel(
         or torch._C._functorch.is_functorch_wrapped_tensor(x)
     ):
         return _generic(xp, x, weights, axis, temperature, outputs)
-    maximum, index = torch.max(x, axis, keepdim=True)
+    n = x.shape[axis]
+    small = x.numel() <= _TORCH_SMALL
+    if small:
+        # Few elements: the fewest operations. max with its index in one call,
+        # the pivot zeroed (and for q put back) with scatter_.
+        maximum, index = torch.max(x, axis, keepdim=True)
+    else:
+        maximum = torch.amax(x, axis, keepdim=True)
     if not math.isfinite((maximum if maximum.numel() == 1 else maximum.sum()).item()):
         # +inf, -inf (all absent) or NaN somewhere: the generic fix-ups
         # (a finite overflowing sum only sends finite maxima there too).
@@ -363,9 +397,28 @@ def torch_kernel(
     t = temperature
     if t != 1.0:
         shifted.div_(torch.tensor(t, dtype=x.dtype))
-    scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
-    scaled.scatter_(axis, index, 0.0)  # the pivot's exp(0) = 1 stays out of the sum
-    rest = torch.sum(scaled, axis, keepdim=True)
+    if small:
+        scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
+        scaled.scatter_(axis, index, 0.0)  # the pivot's exp(0) = 1 stays out of the sum
+        rest = torch.sum(scaled, axis, keepdim=True)
+        if "q" in outputs:
+            scaled.scatter_(axis, index, 1.0)
+    else:
+        # Large: index-returning reductions run ~15x slower than amax on CPU and
+        # boolean masks ~6x slower than arithmetic. sign(d) is -1 off the ties of
+        # the maximum and +0.0 on them, so -sum(exp(d) * sign(d)) is the sum
+        # without the ties, bitwise (negation is exact and commutes with
+        # rounding); it is the generic kernel's sum without the pivot when every
+        # slice has exactly one tie, i.e. n - 1 non-ties.
+        if n > 1 << 24:
+            return _generic(xp, x, weights, axis, temperature, outputs)  # counts exact in float32
+        off_ties = torch.sign(shifted)
+        fewest, most = torch.aminmax(torch.sum(off_ties, axis))
+        if fewest.item() != 1 - n or most.item() != 1 - n:
+            return _generic(xp, x, weights, axis, temperature, outputs)  # ties: the first is the pivot
+        scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
+        negative_rest = torch.sum(off_ties.mul_(scaled), axis, keepdim=True)
+        rest = torch.sub(0.0, negative_rest)  # 0 - s, not -s: a sum of nothing stays +0.0
     log_sum = torch.log1p(rest)
     results: dict[str, Any] = {}
     if outputs == ("lse",) and t == 1.0:
@@ -377,8 +430,7 @@ def torch_kernel(
         if "sign" in outputs:
             results["sign"] = _kernel._sign(xp, total)
         if "q" in outputs:
-            scaled.scatter_(axis, index, 1.0)
-            results["q"] = scaled.div_(total)
+            results["q"] = scaled.div_(total)  # exp(0) = 1 on the pivot, as in the generic kernel
     if "log_q" in outputs:
         results["log_q"] = shifted.sub_(log_sum)
     return tuple(results[name] for name in outputs)
