@@ -262,3 +262,176 @@ log_softmax = _full_size(_slice_log_softmax)
 def logsumexp_gradient(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
     """Gradient of ``sum(logsumexp(x, axis))`` in ``x``: the softmax over the same axes."""
     return softmax(arrays, {**kwargs, "axis": kwargs.get("axis", None)})
+
+
+# ------------------------------------------------------- log-domain family
+def _pivot_lse(values: Sequence[Any]) -> mpf:
+    """``log sum exp`` of exact values in the pivot form ``m + log1p(rest)``
+    (relative accuracy also for results far below 1); NaN poisons, ``+inf``
+    dominates, ``-inf`` entries are absent, none left gives ``-inf``."""
+    values = [mpf(value) for value in values]
+    if any(mpmath.isnan(value) for value in values):
+        return NAN
+    if any(value == INF for value in values):
+        return INF
+    finite = sorted((value for value in values if value != NEG_INF), reverse=True)
+    if not finite:
+        return NEG_INF
+    top = finite[0]
+    return top + mpmath.log1p(mpmath.fsum(mpmath.exp(value - top) for value in finite[1:]))
+
+
+def _elementwise(function: Callable[..., mpf], *arrays: np.ndarray) -> np.ndarray:
+    broadcast = np.broadcast_arrays(*(np.asarray(array, dtype=np.float64) for array in arrays))
+    result = np.empty(broadcast[0].shape, dtype=object)
+    for index in np.ndindex(result.shape):
+        result[index] = function(*(float(array[index]) for array in broadcast))
+    return result
+
+
+def logaddexp(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.logaddexp(a, b)``: the two-term LSE, elementwise."""
+    return (_elementwise(lambda a, b: _pivot_lse([a, b]), arrays["a"], arrays["b"]),)
+
+
+def _logsubexp_one(a: float, b: float) -> mpf:
+    if math.isnan(a) or math.isnan(b) or b > a or (a == b == math.inf):
+        return NAN
+    if a == b:
+        return NEG_INF
+    if b == -math.inf or a == math.inf:
+        return mpf(a)
+    return mpf(a) + mpmath.log(-mpmath.expm1(mpf(b) - mpf(a)))
+
+
+def logsubexp(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.logsubexp(a, b)`` = log(e^a - e^b): NaN for a < b
+    (and for inf - inf), -inf for a == b, a for b = -inf."""
+    return (_elementwise(_logsubexp_one, arrays["a"], arrays["b"]),)
+
+
+def logcumsumexp(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.logcumsumexp(x, axis=-1, reverse=False)``: every
+    prefix (suffix with ``reverse``) summed exactly; NaN and +inf carry forward."""
+    x = np.asarray(arrays["x"], dtype=np.float64)
+    if x.ndim == 0:
+        x = x.reshape(1)
+    axis = int(kwargs.get("axis", -1)) % x.ndim
+    moved = np.moveaxis(x, axis, -1)
+    result = np.empty(moved.shape, dtype=object)
+    for index in np.ndindex(moved.shape[:-1]):
+        row = list(moved[index])
+        if kwargs.get("reverse", False):
+            row = row[::-1]
+        prefixes = [_pivot_lse(row[: i + 1]) for i in range(len(row))]
+        if kwargs.get("reverse", False):
+            prefixes = prefixes[::-1]
+        for position, value in enumerate(prefixes):
+            result[index + (position,)] = value
+    return (np.moveaxis(result, -1, axis).reshape(np.shape(arrays["x"])),)
+
+
+def logmeanexp(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.logmeanexp(x, axis=None, keepdims=False, where=None)``:
+    ``LSE - log n`` with ``n`` the present entries (``-inf`` entries count); none
+    present gives ``-inf``."""
+    x, axes, _, x_rows, _, where_rows = _slices(arrays, kwargs, None)
+    values = np.empty(len(x_rows), dtype=object)
+    for i, (row, present) in enumerate(zip(x_rows, where_rows)):
+        kept = [value for value, keep in zip(row, present) if keep]
+        lse = _pivot_lse(kept)
+        values[i] = lse if not kept or not mpmath.isfinite(lse) else lse - mpmath.log(len(kept))
+    return (values.reshape(_reduced_shape(x.shape, axes, bool(kwargs.get("keepdims", False)))),)
+
+
+def log1psumexp(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.log1psumexp(x, axis=None, keepdims=False)`` =
+    LSE(0, x_1, ..., x_n): log1p of the exact sum below 1, pivot form above."""
+    x, axes, _, x_rows, _, _ = _slices(arrays, kwargs, None)
+    values = np.empty(len(x_rows), dtype=object)
+    for i, row in enumerate(x_rows):
+        values[i] = _pivot_lse([0.0, *row])
+    return (values.reshape(_reduced_shape(x.shape, axes, bool(kwargs.get("keepdims", False)))),)
+
+
+def log_matmul_exp(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.log_matmul_exp(a, b)``: every entry
+    ``log sum_l exp(a_il + b_lj)`` by brute force (sums exact in mpmath)."""
+    a = np.asarray(arrays["a"], dtype=np.float64)
+    b = np.asarray(arrays["b"], dtype=np.float64)
+    vector_a, vector_b = a.ndim == 1, b.ndim == 1
+    a = a[None, :] if vector_a else a
+    b = b[:, None] if vector_b else b
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    result = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=object)
+    for index in np.ndindex(result.shape):
+        *outer, i, j = index
+        row, column = a[tuple(outer) + (i,)], b[tuple(outer) + (slice(None), j)]
+        terms = []
+        for p, q in zip(row, column):
+            if math.isnan(p) or math.isnan(q):
+                terms.append(NAN)
+            elif -math.inf in (p, q):
+                terms.append(NAN if math.inf in (p, q) else NEG_INF)
+            else:
+                terms.append(mpf(p) + mpf(q))
+        result[index] = _pivot_lse(terms)
+    if vector_b:
+        result = result[..., 0]
+    if vector_a:
+        result = result[..., 0, :] if not vector_b else result[..., 0]
+    return (result,)
+
+
+def _entropy_of(row: Sequence[float]) -> mpf:
+    if any(math.isnan(p) or p < 0 for p in row):
+        return NAN
+    return -mpmath.fsum(mpf(p) * mpmath.log(mpf(p)) for p in row if p > 0)
+
+
+def entropy(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.entropy(p, axis=-1)``: -sum p log p, 0 log 0 = 0,
+    a negative or NaN entry gives NaN."""
+    p, axes, _, rows, _, _ = _slices({"x": arrays["p"]}, kwargs, -1)
+    values = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        values[i] = _entropy_of(list(row))
+    return (values.reshape(_reduced_shape(p.shape, axes, False)),)
+
+
+def softmax_entropy(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.softmax_entropy(x, axis=-1)`` = H(softmax(x)) from
+    the exact log-probabilities; k entries +inf give log k."""
+    x, axes, _, rows, _, where_rows = _slices(arrays, kwargs, -1)
+    values = np.empty(len(rows), dtype=object)
+    for i, (row, present) in enumerate(zip(rows, where_rows)):
+        logs = _slice_log_softmax(row, present, mpf(1))
+        if any(mpmath.isnan(value) for value in logs):
+            values[i] = NAN
+            continue
+        values[i] = -mpmath.fsum(mpmath.exp(value) * value for value in logs if value != NEG_INF)
+        if values[i] == 0:
+            values[i] = mpf(0)  # +0
+    return (values.reshape(_reduced_shape(x.shape, axes, False)),)
+
+
+def fenchel_young_loss(arrays: dict[str, np.ndarray], kwargs: dict[str, Any]) -> tuple[np.ndarray]:
+    """Reference of ``smoothmax.fenchel_young_loss(x, y, axis=-1)`` =
+    ``sum y (log y - log softmax(x)) + (1 - sum y) LSE(x)``: KL(y || softmax x)
+    for a distribution y; y_i > 0 where x_i = -inf gives +inf, y < 0 NaN."""
+    x, y = np.broadcast_arrays(np.asarray(arrays["x"], dtype=np.float64), np.asarray(arrays["y"], dtype=np.float64))
+    _, axes, _, x_rows, _, _ = _slices({"x": x}, kwargs, -1)
+    _, _, _, y_rows, _, _ = _slices({"x": y}, kwargs, -1)
+    values = np.empty(len(x_rows), dtype=object)
+    for i, (x_row, y_row) in enumerate(zip(x_rows, y_rows)):
+        if any(math.isnan(v) for v in x_row) or any(math.isnan(t) or t < 0 for t in y_row):
+            values[i] = NAN
+            continue
+        lse = _pivot_lse(list(x_row))
+        logs = [mpf(v) - lse if v != -math.inf else NEG_INF for v in x_row]
+        total = mpmath.fsum(mpf(t) for t in y_row)
+        terms = [mpf(t) * (mpmath.log(mpf(t)) - log) for t, log in zip(y_row, logs) if t > 0]
+        values[i] = mpmath.fsum(terms) + (1 - total) * lse if total != 1 else mpmath.fsum(terms)
+    return (values.reshape(_reduced_shape(x.shape, axes, False)),)

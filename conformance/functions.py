@@ -326,3 +326,94 @@ register(FunctionSpec(
         "jax": PeerSpec("jax", _jax_logsumexp_gradient),
     },
 ))
+
+
+# ----------------------------------------------- log-domain family, duality
+ACCURACY["entropy"] = Accuracy(
+    default={"float16": 1.0, "bfloat16": 1.0, "float32": 4.0, "float64": 4.0},
+    faithful_exp={"float16": 1.0, "bfloat16": 1.0, "float32": 4.0, "float64": 4.0},
+    why="a sum of n terms p log p, each rounded, then the sum's own rounding (a few ulp)",
+)
+
+
+def _call_binary(name: str, first: str, second: str) -> Callable[[Any, Backend, Arrays, Keywords], tuple[Any, ...]]:
+    def call(smoothmax: Any, backend: Backend, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        return (getattr(smoothmax, name)(arrays[first], arrays[second], **keywords),)
+
+    return call
+
+
+def _call_unary(name: str, argument: str = "x", array_keywords: tuple[str, ...] = ()) -> Callable[..., tuple[Any, ...]]:
+    def call(smoothmax: Any, backend: Backend, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+        extra = {key: arrays[key] for key in array_keywords if key in arrays}
+        return (getattr(smoothmax, name)(arrays[argument], **keywords, **extra),)
+
+    return call
+
+
+def _numpy_logaddexp(np_module: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    with np.errstate(all="ignore"):
+        return (np_module.logaddexp(arrays["a"], arrays["b"]),)
+
+
+def _torch_logaddexp(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    return (torch.logaddexp(arrays["a"], arrays["b"]),)
+
+
+def _jax_logaddexp(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    return (jnp.logaddexp(arrays["a"], arrays["b"]),)
+
+
+def _torch_logcumsumexp(torch: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    _unsupported(arrays, keywords)
+    return (torch.logcumsumexp(arrays["x"], dim=keywords.get("axis", -1)),)
+
+
+def _jax_logcumsumexp(jnp: Any, arrays: Arrays, keywords: Keywords) -> tuple[Any, ...]:
+    import jax
+
+    _unsupported(arrays, keywords, keywords_allowed=("axis", "reverse"))
+    return (jax.lax.cumlogsumexp(arrays["x"], axis=keywords.get("axis", -1) % arrays["x"].ndim,
+                                 reverse=keywords.get("reverse", False)),)
+
+
+register(FunctionSpec(
+    name="logaddexp", call=_call_binary("logaddexp", "a", "b"), reference="conformance.exact:logaddexp",
+    accuracy="lse", output_names=lambda keywords: ("logaddexp",),
+    peers={"numpy": PeerSpec("numpy", _numpy_logaddexp), "torch": PeerSpec("torch", _torch_logaddexp),
+           "jax": PeerSpec("jax", _jax_logaddexp)},
+))
+register(FunctionSpec(
+    name="logsubexp", call=_call_binary("logsubexp", "a", "b"), reference="conformance.exact:logsubexp",
+    accuracy="lse", output_names=lambda keywords: ("logsubexp",),
+))
+register(FunctionSpec(
+    name="logcumsumexp", call=_call_unary("logcumsumexp"), reference="conformance.exact:logcumsumexp",
+    accuracy="lse", output_names=lambda keywords: ("logcumsumexp",),
+    peers={"torch": PeerSpec("torch", _torch_logcumsumexp), "jax": PeerSpec("jax", _jax_logcumsumexp)},
+))
+register(FunctionSpec(
+    name="logmeanexp", call=_call_unary("logmeanexp", array_keywords=("where",)),
+    reference="conformance.exact:logmeanexp", accuracy="lse", output_names=lambda keywords: ("logmeanexp",),
+))
+register(FunctionSpec(
+    name="log1psumexp", call=_call_unary("log1psumexp"), reference="conformance.exact:log1psumexp",
+    accuracy="lse", output_names=lambda keywords: ("log1psumexp",),
+))
+register(FunctionSpec(
+    name="log_matmul_exp", call=_call_binary("log_matmul_exp", "a", "b"),
+    reference="conformance.exact:log_matmul_exp", accuracy="lse", output_names=lambda keywords: ("log_matmul_exp",),
+))
+register(FunctionSpec(
+    name="entropy", call=_call_unary("entropy", argument="p"), reference="conformance.exact:entropy",
+    accuracy="entropy", output_names=lambda keywords: ("entropy",),
+))
+register(FunctionSpec(
+    name="softmax_entropy", call=_call_unary("softmax_entropy"), reference="conformance.exact:softmax_entropy",
+    accuracy="entropy", output_names=lambda keywords: ("softmax_entropy",),
+))
+register(FunctionSpec(
+    name="fenchel_young_loss", call=_call_binary("fenchel_young_loss", "x", "y"),
+    reference="conformance.exact:fenchel_young_loss", accuracy="entropy",
+    output_names=lambda keywords: ("fenchel_young_loss",),
+))

@@ -294,8 +294,10 @@ def logcumsumexp(x: Any, /, *, axis: int = -1, reverse: bool = False) -> Any:
     Computed as an associative scan of the streaming states
     :math:`(m, r)` (value :math:`m + \operatorname{log1p}(r)`, see
     :func:`lse_merge`): :math:`O(n)` work in :math:`O(\log n)` levels, no
-    overflow, every prefix exact to a few ulp (rounding grows like
-    :math:`\log n`, not :math:`n`). ``-inf`` entries are absent (a prefix of
+    overflow, every prefix exact to a few ulp in float64 (rounding grows like
+    :math:`\log n`, not :math:`n`); float32 and the half types are computed in
+    float64 where the namespace has it, so they are correctly rounded but for
+    about 1 ulp. ``-inf`` entries are absent (a prefix of
     ``-inf`` gives ``-inf``), ``+inf`` and NaN propagate forwards.
 
     The derivative is registered with PyTorch and JAX as the linear recurrence
@@ -343,6 +345,7 @@ def logcumsumexp(x: Any, /, *, axis: int = -1, reverse: bool = False) -> Any:
     """
     xp = _namespace(x, "x")
     output, compute = floating_dtypes(xp, x)
+    compute = _wide_dtype(xp, output, _backends.device(x)) or compute
     ndim = x.ndim
     axis = _single_axis(axis, ndim)
     shape = tuple(x.shape)
@@ -368,6 +371,19 @@ def logcumsumexp(x: Any, /, *, axis: int = -1, reverse: bool = False) -> Any:
     return _cast(xp, value, output)
 
 
+def _widened(x: Any) -> tuple[Any, Any]:
+    """``(x, output dtype)``: float32 and half inputs cast to float64 where the
+    namespace has it (the result then rounds once, <= 1 ulp), else unchanged;
+    validation stays with ``prepare``."""
+    try:
+        xp = _backends.namespace(x)
+        output, _ = floating_dtypes(xp, x)
+    except TypeError:
+        return x, None  # prepare raises the error that names the argument
+    wide = _wide_dtype(xp, output, _backends.device(x))
+    return (x if wide is None else xp.astype(x, wide)), output
+
+
 def logmeanexp(
     x: Any,
     /,
@@ -389,7 +405,8 @@ def logmeanexp(
     mean is at least 1/2 (an exact subtraction), so ``logmeanexp([c] * n)`` is
     exactly ``c``, where ``logsumexp(x) - log(n)`` is off by up to
     :math:`\log n / |c|` ulps. All masked (:math:`n = 0`) or all ``-inf`` gives
-    ``-inf``; other special values as :func:`logsumexp`. The gradient is
+    ``-inf``; other special values as :func:`logsumexp`. float32 and the half
+    types are computed in float64 where the namespace has it. The gradient is
     :func:`softmax` (the ``-log n`` is a constant), registered with PyTorch and
     JAX; masked entries get 0.
 
@@ -430,6 +447,7 @@ def logmeanexp(
     >>> logmeanexp(np.array([[0.0, 5.0], [1.0, 7.0]]), axis=1, where=np.array([True, False]))
     array([0., 1.])
     """
+    x, output = _widened(x)
     prepared = prepare(x, axis, where=where)
     xp = prepared.xp
     working = prepared.x
@@ -447,7 +465,7 @@ def logmeanexp(
         present = xp.astype(xp.broadcast_to(where, prepared.shape), working.dtype)
         count = xp.sum(prepare(present, axis).x, axis=prepared.axis, keepdims=True)
     value = _primitive(xp, "logmeanexp")(working, count, prepared.axis)
-    return prepared.reduced(value, keepdims)
+    return _cast(xp, prepared.reduced(value, keepdims), output)
 
 
 def log1psumexp(
@@ -467,7 +485,9 @@ def log1psumexp(
     so it keeps the kernel's pivot form: :math:`\operatorname{log1p}(\sum_i e^{x_i})`
     when every :math:`x_i < 0` (:math:`\approx \sum_i e^{x_i}` to 1 ulp as
     :math:`x \to -\infty`), :math:`m + \operatorname{log1p}(e^{-m} + \dots)` for
-    large :math:`m = \max x`; gradient registered through the kernel. An empty
+    large :math:`m = \max x`; gradient registered through the kernel. float32
+    and the half types are computed in float64 where the namespace has it
+    (NumPy's float32 ``log1p`` alone can be 2 ulp off). An empty
     or all ``-inf`` input gives ``0``.
 
     Parameters
@@ -499,6 +519,7 @@ def log1psumexp(
     >>> log1psumexp(np.array([[-1.0], [800.0]]), axis=1).tolist()  # softplus
     [0.31326168751822286, 800.0]
     """
+    x, output = _widened(x)
     prepared = prepare(x, axis)
     xp = prepared.xp
     working = prepared.x
@@ -508,7 +529,7 @@ def log1psumexp(
     # e^{x_i} is never rounded against a 1 it did not need.
     extended = xp.concat([zeros, working], axis=prepared.axis)
     (lse,) = prepared.kernel(extended, None, prepared.axis, 1.0, ("lse",))
-    return prepared.reduced(lse, keepdims)
+    return _cast(xp, prepared.reduced(lse, keepdims), output)
 
 
 def log_matmul_exp(a: Any, b: Any, /) -> Any:
