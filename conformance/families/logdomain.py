@@ -198,6 +198,40 @@ def _logaddexp_cases() -> list[CaseSpec]:
     ]
 
 
+#: relative error of XLA's float64 log1p (jax on CPU) on [-1/2, -1/5], in eps
+#: (measured 126 on 3000 draws; NumPy's is 0.5)
+XLA_LOG1P_EPS = 130.0
+
+
+def xla_log1p(spec: CaseSpec) -> CaseSpec:
+    """float64 tolerance for log1p of arguments in [-1/2, -1/5]: XLA's float64
+    log1p on CPU errs there by up to ~126 eps of log1p(-e^d); a backend
+    property, not the algorithm's (NumPy and torch stay within the default)."""
+    pivot = spec.tolerance
+
+    def bound(dtype: str, inputs: dict[str, np.ndarray], outputs: tuple[np.ndarray, ...],
+              keywords: dict[str, Any], default: float) -> tuple[float, str | None]:
+        floor, reason = pivot(dtype, inputs, outputs, keywords, default)
+        if dtype != "float64":
+            return floor, reason
+        fmt = floats.FORMATS[dtype]
+        for a, b, result in zip(inputs["a"].ravel(), inputs["b"].ravel(), outputs[0].ravel()):
+            if not (math.isfinite(a) and math.isfinite(b)) or not exact.mpmath.isfinite(result) or result == 0:
+                continue
+            e = math.exp(b - a)
+            if 0.2 <= e <= 0.5:
+                term = abs(exact.mpmath.log1p(-exact.mpmath.exp(exact.mpf(b) - exact.mpf(a))))
+                extra = float(XLA_LOG1P_EPS * exact.mpf(fmt.epsilon) * term / exact.ulp_of_exact(result, fmt))
+                if extra + default > floor:
+                    floor = extra + default
+                    reason = ("XLA's float64 log1p (jax on CPU) errs by up to ~126 eps on [-1/2, -1/5]: "
+                              f"{extra:.3g} ulp of the result here; NumPy and torch stay within the default")
+        return floor, reason
+
+    spec.tolerance = bound
+    return spec
+
+
 def _logsubexp_cases() -> list[CaseSpec]:
     def sub(identifier: str, description: str, inputs: Any, **options: Any) -> CaseSpec:
         return case("logsubexp", identifier, description, inputs, pivots=_first, **options)
@@ -207,8 +241,10 @@ def _logsubexp_cases() -> list[CaseSpec]:
             pair(normal(48, 5.0), lambda dtype, rng: -rng.uniform(0.05, 0.69, 48))),
         sub("switch/d-near--log2", "b - a around -log 2, where the two branches meet",
             pair(normal(32, 5.0), lambda dtype, rng: -rng.uniform(0.6, 0.8, 32))),
-        sub("far/d<-log2", "b - a far below -log 2: the log1p(-exp(d)) branch",
-            pair(normal(48, 5.0), lambda dtype, rng: -rng.exponential(8.0, 48) - 0.7)),
+        sub("far/d<-log5", "b - a far below -log 2: the log1p(-exp(d)) branch",
+            pair(normal(48, 5.0), lambda dtype, rng: -rng.exponential(8.0, 48) - math.log(5.0))),
+        xla_log1p(sub("far/d-in-(-log5,-log2)", "b - a in (-log 5, -log 2): log1p(-exp(d)) of an argument in "
+                      "[-1/2, -1/5]", pair(normal(48, 5.0), lambda dtype, rng: -rng.uniform(0.7, 1.6, 48)))),
         sub("tiny-difference", "b one or a few ulps below a: log(e^a - e^b) = a + log(-expm1(d))",
             named(a=fixed({"float64": [1.0, 100.0, 0.5], "float32": [1.0, 100.0, 0.5],
                            "bfloat16": [1.0, 100.0, 0.5], "float16": [1.0, 8.0, 0.5]}),
