@@ -2,9 +2,10 @@
 
 Every function here has the signature of :func:`smoothmax._kernel.kernel`
 (``xp, x, weights, axis, temperature, outputs``) and returns the generic
-kernel's results: bitwise on NumPy and PyTorch, and on JAX wherever XLA
-reduces in the same order (``tests/test_fastpaths.py`` checks each backend on
-the special values and on random inputs). A fast path only takes the common
+kernel's results: bitwise on NumPy and PyTorch, and on JAX (eagerly; under
+``jit`` up to one ulp in ``log_q`` at ``t != 1``, see below);
+``tests/test_fastpaths.py`` checks each backend on the special values and on
+random inputs. A fast path only takes the common
 case (no weights, ``temperature > 0``, outputs ``lse``/``sign``/``q``/``log_q``,
 finite maxima, one arg-max per slice) and hands everything else, as a whole
 or per block, to the generic kernel. The pivot trick stays: the sum always
@@ -18,14 +19,22 @@ What the fast paths change is only how the same numbers are computed:
   finite. Blocks follow NumPy's own summation order (pairwise along a
   contiguous axis, row after row along an outer axis), so sums are bitwise
   those of ``np.sum`` over the whole array.
-* PyTorch (CPU, eager): the same blocking, with the pivot found without
-  ``argmax`` (slow on CPU): ``sign(m - x)`` is 1 off the ties and 0 on them,
-  so ``-sum(exp(x - m) * sign(x - m))`` is the sum without the ties, and a
-  block with more than one tie in a slice goes to the generic kernel.
-* JAX: the same sign trick keeps the graph in operations that XLA's CPU
-  backend fuses into its reductions (no ``argmax``, no gather, no full-size
-  ``select``); slices with ties, ``+inf`` or NaN take the generic kernel
-  through ``lax.cond``.
+* PyTorch (CPU, eager, float32/float64, contiguous): ``x - m`` exponentiated
+  in place and ``q`` divided in place. Up to ``_TORCH_SMALL`` elements the
+  pivot comes from ``torch.max``'s index and is zeroed with ``scatter_``; above,
+  where index-returning reductions and boolean masks are many times slower
+  than arithmetic on CPU, ``-sum(exp(d) * sign(d))`` with ``d = x - m`` is the
+  sum without the ties, and a slice with more than one tie sends the call to
+  the generic kernel. The adapter's backward uses PyTorch's fused softmax
+  backward kernels where only ``softmax``/``log_softmax`` have cotangents.
+* JAX: no ``argmax``, no gather, no full-size pivot mask: the ties of the
+  maximum are counted, and calls with several ties in a slice, ``+inf`` or
+  NaN take the generic kernel through ``lax.cond``. Under ``jit`` XLA compiles
+  the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
+* Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
+  called with a float32/float64 NumPy array or tensor and only ``axis`` (an
+  int, or None on 1-d input) and ``keepdims`` go straight to the kernel after
+  one dict lookup on the array's type, skipping ``prepare``.
 
 Set ``SMOOTHMAX_FASTPATHS=0`` in the environment, or :data:`ENABLED` to
 ``False``, to run the generic kernel everywhere.
@@ -571,9 +580,13 @@ ENTRIES: dict[type, Any] = {}
 
 def entry_for(kind: type, namespace_name: str) -> None:
     """Register the entry point of array type ``kind`` of namespace ``namespace_name``."""
-    entry = {"array_api_compat.torch": _torch_entry, "array_api_compat.numpy": _numpy_entry}.get(namespace_name)
-    if entry is not None and kind.__module__.split(".")[0] in ("torch", "numpy"):
-        ENTRIES[kind] = entry
+    if namespace_name == "array_api_compat.numpy" and kind is np.ndarray:
+        ENTRIES[kind] = _numpy_entry  # not subclasses (matrix, masked arrays)
+    elif namespace_name == "array_api_compat.torch" and f"{kind.__module__}.{kind.__qualname__}" in (
+        "torch.Tensor",
+        "torch.nn.parameter.Parameter",
+    ):
+        ENTRIES[kind] = _torch_entry
 
 
 # --------------------------------------------------------------------------- dispatch
