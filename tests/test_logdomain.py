@@ -394,8 +394,9 @@ def test_logcumsumexp_against_mpmath(xp_and_dtype):
         scales = [float(np.max(row[: i + 1])) for i in range(len(row))]
         errors += scaled_errors(row_got, exact, dtype, scales)
     worst = record("logcumsumexp", backend, dtype, errors)
-    # The scan combines O(log n) partial states per prefix: a few ulp, not n.
-    assert worst <= 4.0
+    # Each prefix combines O(log n) partial states; float32 and the half types
+    # are computed in float64 where available, so the contract holds.
+    assert worst <= tolerance(backend, dtype)
 
 
 def test_logcumsumexp_reverse_and_axis(xp):
@@ -695,13 +696,13 @@ finite = st.floats(-300, 300, allow_nan=False, allow_subnormal=False)
 
 
 @given(st.lists(st.one_of(finite, st.just(-INF)), min_size=1, max_size=12))
-def test_logcumsumexp_last_entry_is_logsumexp_and_monotone(values):
+def test_logcumsumexp_prefixes_exact_and_monotone(values):
     x = np.array(values)
     y = sm.logcumsumexp(x)
-    exact = exact_prefixes(x)
-    assert np.all(np.diff(y) >= 0) or np.any(np.isneginf(y))
-    for got, want in zip(y, exact):
-        assert ulp_error(float(got), want, "float64", float(np.max(x))) <= 4.0
+    assert np.all(y[1:] >= y[:-1])  # -inf >= -inf holds; no NaN appears
+    for index, (got, want) in enumerate(zip(y, exact_prefixes(x))):
+        # float64 scan: O(log n) rounded merges per prefix; within the LSE contract.
+        assert ulp_error(float(got), want, "float64", float(np.max(x[: index + 1]))) <= 1.5
 
 
 @given(finite, finite)
