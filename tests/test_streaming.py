@@ -21,22 +21,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import BACKEND_DTYPES
 from smoothmax import LSEState, logsumexp, lse_finalize, lse_init, lse_merge, lse_update
 
 mpmath.mp.dps = 50
 
-
-@pytest.fixture(autouse=True)
-def _no_lse_update_on_dask(request: pytest.FixtureRequest) -> None:
-    """Skip the Dask parametrizations: ``lse_update`` folds a chunk with
-    ``_streaming.chunk_parts``, which reads the maximum with ``take_along_axis``,
-    a function Dask's namespace lacks (the streaming API takes eager chunks; on
-    Dask, ``logsumexp`` itself is the streaming reduction, tested with the ``xp``
-    fixture elsewhere). Taking ``xp.max`` there instead would lift this."""
-    callspec = getattr(request.node, "callspec", None)
-    backend = callspec.params.get("xp") if callspec is not None else None
-    if getattr(backend, "name", None) == "dask" and request.node.originalname != "test_errors_name_the_argument":
-        pytest.skip("lse_update on Dask chunks: _streaming.chunk_parts needs take_along_axis, which Dask lacks")
 
 #: significand bits, smallest normal exponent
 FORMATS = {"float16": (11, -14), "bfloat16": (8, -126), "float32": (24, -126), "float64": (53, -1022)}
@@ -255,10 +244,12 @@ def test_axes_and_broadcasting_state(xp):
         lse_update(lse_init((3,), like=x), x, axis=0)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize(
+    "xp, dtype",
+    [pytest.param(backend, dtype, id=f"{backend.name}-{dtype}")
+     for backend, dtype in BACKEND_DTYPES if dtype != "float64"],
+)
 def test_low_precision_keeps_a_float32_rest(xp, dtype):
-    if dtype not in xp.dtypes:
-        pytest.skip(f"{xp.name} has no {dtype}")
     rng = np.random.default_rng(5)
     values = rng.standard_normal(300) * 4
     x = xp.asarray(values, dtype)

@@ -79,7 +79,7 @@ def chunk_parts(xp: Any, x: Any, axis: int) -> tuple[Any, Any]:
     neg_inf = _constant(xp, -math.inf, x)
     zero = _constant(xp, 0.0, x)
     index = xp.argmax(x, axis=axis, keepdims=True)
-    maximum = xp.take_along_axis(x, index, axis=axis)
+    maximum = xp.max(x, axis=axis, keepdims=True)  # the value at `index` (Dask has no take_along_axis)
     # +inf slices: rescale so that the +inf entries are 0 and the rest -inf;
     # `rest` then counts the further +inf entries (the 1/k of the softmax).
     positive_inf = maximum == math.inf
