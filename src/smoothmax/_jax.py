@@ -97,6 +97,12 @@ def _logcumsumexp_jvp(primals, tangents):
     return y, _core.logcumsumexp_jvp(jnp, x, y, x_tangent)
 
 
+# The scan is many small operations: eager JAX would compile each one on its own
+# (seconds per new shape); one jit compiles them together. jit of a custom_jvp
+# function keeps the rule for grad/jvp/vmap.
+logcumsumexp = jax.jit(logcumsumexp)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def logmeanexp(x: jax.Array, count: jax.Array, axis: int) -> jax.Array:
     """Log-mean-exp of ``axis`` (keepdims) with ``count`` entries, JVP registered:
