@@ -413,6 +413,15 @@ def torch_kernel(
         if "q" in outputs:
             scaled.scatter_(axis, index, 1.0)
     else:
+        rest = None
+        if "q" not in outputs:
+            scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
+            rest = _torch_rest_without_ones(torch, scaled, axis, n)
+            if rest is None and "log_q" not in outputs:
+                shifted = x - maximum  # (rare) destroyed in place: once more for the path below
+                if t != 1.0:
+                    shifted.div_(torch.tensor(t, dtype=x.dtype))
+    if not small and rest is None:
         # Large: index-returning reductions run ~15x slower than amax on CPU and
         # boolean masks ~6x slower than arithmetic. sign(d) is -1 off the ties of
         # the maximum and +0.0 on them, so -sum(exp(d) * sign(d)) is the sum
@@ -443,6 +452,28 @@ def torch_kernel(
     if "log_q" in outputs:
         results["log_q"] = shifted.sub_(log_sum)
     return tuple(results[name] for name in outputs)
+
+
+def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int) -> Any:
+    """The sum of ``scaled = exp(d)`` without its one entry equal to 1 per slice
+    (the pivot: exp(0) = 1), or None where that is not certain; ``scaled`` is
+    left with 0 in place of its ones.
+
+    ``frac`` maps exp(d) in [0, 1) to itself and 1 to 0, in place: the summed
+    values are the generic kernel's (the pivot zeroed) when exactly one entry of
+    each slice is 1 (a near-tie whose exp rounds to 1 makes two). The number of
+    ones, ``with_ones - rest``, is known up to the rounding of the two sums,
+    at most ``(n - 1) u (with_ones + rest)`` whatever the summation order; the
+    answer is taken only where that bound leaves no doubt that it is 1.
+    """
+    with_ones = torch.sum(scaled, axis, keepdim=True)
+    scaled.frac_()
+    rest = torch.sum(scaled, axis, keepdim=True)
+    bound = (with_ones + rest).mul_((n - 1) * torch.finfo(scaled.dtype).eps)
+    doubt = torch.sub(with_ones, rest).sub_(1.0).abs_().add_(bound)
+    if (doubt if doubt.numel() == 1 else doubt.max()).item() < 0.5:
+        return rest
+    return None
 
 
 # --------------------------------------------------------------------------- JAX
