@@ -198,7 +198,9 @@ def kernel_jvp(
         x_tangent = xp.zeros_like(q)
     a = _sum(xp, q * x_tangent, axis)
     c = None if weights_tangent is None or r is None else _sum(xp, r * weights_tangent, axis)
-    centred = (x_tangent - a) / _constant(xp, t, q) if t != 0.0 else None
+    centred = None if t == 0.0 else (x_tangent - a)
+    if centred is not None and t != 1.0:  # dividing by 1 is a full-size pass for nothing
+        centred = centred / _constant(xp, t, q)
     tangents: dict[str, Any] = {}
     if "lse" in outputs:
         tangents["lse"] = a if c is None else a + _constant(xp, t, q) * c
@@ -254,7 +256,8 @@ def kernel_vjp(
             term = g_log_q - q * _sum(xp, g_log_q, axis)
             inner = term if inner is None else inner + term
         if inner is not None:
-            inner = inner / _constant(xp, t, q)
+            if t != 1.0:
+                inner = inner / _constant(xp, t, q)
             grad_x = inner if grad_x is None else grad_x + inner
     if grad_x is None:
         grad_x = xp.zeros_like(q)
