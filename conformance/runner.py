@@ -31,6 +31,7 @@ class CheckResult:
     tolerance: float | None = None
     detail: str | None = None  # why it failed, what mismatched, or why it was skipped
     label: str | None = None  # short special-value mismatch label ("NaN", "inf", ...)
+    via_peer_bound: bool = False  # passed by the contract's best-peer + 1 ulp bound (cell marked ~)
 
     @property
     def ok(self) -> bool:
@@ -43,7 +44,7 @@ class CheckResult:
         if self.status == ERROR:
             return "raise!" if self.detail and self.detail.startswith("raised") else "wrong!"
         text = self.label or format_ulps(self.max_ulps)
-        return text + ("!" if self.status == FAIL else "")
+        return text + ("~" if self.via_peer_bound else "") + ("!" if self.status == FAIL else "")
 
 
 def format_ulps(value: float | None) -> str:
@@ -180,7 +181,7 @@ def _apply_peer_bound(result: CheckResult, case: Case, backend: Backend, dtype: 
     peer_name, peer_ulps = best
     if result.max_ulps <= peer_ulps + 1.0:
         result.status = PASS
-        result.label = format_ulps(result.max_ulps) + "~"
+        result.via_peer_bound = True
         result.tolerance = peer_ulps + 1.0
         result.detail = f"above 2 ulp but within the best peer + 1 ulp ({peer_name}: {format_ulps(peer_ulps)} ulp)"
 
