@@ -147,6 +147,22 @@ def test_torch_forward_mode_dual_numbers():
     torch.testing.assert_close(result, (softmax(x) * tangent).sum(dim=1))
 
 
+def test_torch_forward_mode_dual_numbers_on_masked_rows_use_the_rule():
+    """Dual tensors take the registered JVP: an all -inf row has tangent 0 (the
+    plain operations alone would give 1 through the maximum), never NaN."""
+    torch = _torch()
+    import torch.autograd.forward_ad as forward_ad
+
+    x = torch.tensor([[-math.inf] * 3, [0.0, 1.0, -math.inf]], dtype=torch.float64)
+    tangent = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], dtype=torch.float64)
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, tangent)
+        result = forward_ad.unpack_dual(logsumexp(dual, axis=1)).tangent
+    expected = (softmax(x) * tangent).sum(dim=1)
+    assert expected[0] == 0
+    assert torch.equal(result, expected)
+
+
 def test_torch_compile_fullgraph():
     torch = _torch()
     x = torch.randn(4, 8, generator=torch.Generator().manual_seed(5))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import torch as xp
 
 from ._fastpaths import torch_kernel as _fast_torch_kernel
@@ -109,11 +110,10 @@ def _may_need_derivative(x: torch.Tensor, weights: torch.Tensor | None) -> bool:
         x.requires_grad or (weights is not None and weights.requires_grad)
     ):
         return True
-    return _forward_ad_enabled() if _forward_ad_enabled is not None else False
-
-
-#: Looked up once (``hasattr`` on every call cost more than the rest of the check).
-_forward_ad_enabled = getattr(torch._C, "_forward_ad_enabled", None)
+    # Inside ``torch.autograd.forward_ad.dual_level()`` tensors may carry
+    # tangents: take the registered JVP rule (the plain ops would give a tangent
+    # of 1, not 0, on an all -inf slice).
+    return _forward_ad._current_level >= 0
 
 
 def kernel(
