@@ -230,9 +230,9 @@ def test_jax_fast_path_matches_generic_under_jit(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_reduction_only_path(dtype):
-    """``lse``/``sign`` alone take ``log(sum(exp))`` where a slice sums to >= 2
-    and ``log1p`` of a masked sum below: within 2 ulp of the generic kernel,
-    special values exactly, eagerly and under jit; a dominant term bitwise."""
+    """``lse``/``sign`` alone take ``log(sum(exp))`` where every slice sums to
+    >= 2: within 2 ulp of the generic kernel, special values exactly, eagerly
+    and under jit; a dominant term falls back to the generic kernel bitwise."""
     jax, jnp = _jax()
     outputs = ("lse", "sign")
     failures = []
@@ -248,12 +248,6 @@ def test_jax_reduction_only_path(dtype):
                 if not (_within_ulps(a, want) and _within_ulps(b, want)):
                     failures.append(f"{name} {dtype} t={t}: {output} differs")
     assert not failures, "\n".join(failures[:20])
-    # rows below and above 2 in one call: the masked sum serves the first only
-    mixed = jnp.asarray(np.array([[0.0] + [-40.0] * 10, [0.0, 0.5, 0.1] + [-1.0] * 8], dtype=dtype))
-    want = _kernel.kernel(jnp, mixed, None, 1, 1.0, ("lse",))[0]
-    for function in (lambda v: _fastpaths.jax_kernel(jnp, v, None, 1, 1.0, ("lse",)),
-                     jax.jit(lambda v: _fastpaths.jax_kernel(jnp, v, None, 1, 1.0, ("lse",)))):
-        assert _within_ulps(function(mixed)[0], want, 1)
     dominant = jnp.asarray(np.array([0.0] + [-40.0] * 10, dtype=dtype))
     for function in (lambda v: _fastpaths.jax_kernel(jnp, v, None, 0, 1.0, ("lse",)),
                      jax.jit(lambda v: _fastpaths.jax_kernel(jnp, v, None, 0, 1.0, ("lse",)))):

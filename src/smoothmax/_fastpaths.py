@@ -31,9 +31,9 @@ What the fast paths change is only how the same numbers are computed:
   maximum are counted, and calls with several ties in a slice, ``+inf`` or
   NaN take the generic kernel through ``lax.cond``. Under ``jit`` XLA compiles
   the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
-  Calls for ``lse`` alone (no gradient) need no pivot where a slice sums to
-  >= 2: ``log(sum(exp))``, fused like ``jax.nn.logsumexp``, within 2 ulp of
-  the generic kernel; slices below 2 have one tie and add a masked sum.
+  Calls for ``lse`` alone (no gradient) need no pivot where every slice sums
+  to >= 2: ``log(sum(exp))``, fused like ``jax.nn.logsumexp``, within 2 ulp of
+  the generic kernel (dominant terms fall back to it, bitwise).
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
   int, or None on 1-d input) and ``keepdims`` go straight to the kernel after
@@ -550,10 +550,8 @@ def _jax_reduction_only(jax: Any, xp: Any, x: Any, axis: int, temperature: float
     each adding exactly 1, ``total = sum(exp((x - m) / t)) >= 2`` makes
     ``log(total)`` as accurate as ``log1p(rest)`` (one rounding of ``1 + rest``
     more: within 1-2 ulp of the generic kernel, inside the conformance bounds).
-    A slice with ``total < 2`` has exactly one tie (two would sum to >= 2 in any
-    order), so there ``rest`` is the sum over ``x < m``: a second fused pass,
-    run only when some slice needs it. Non-finite maxima (``+inf``, all
-    ``-inf``, NaN) take the generic kernel. Calls that also need ``q`` or
+    Any slice with ``total < 2`` (a dominant term) or a non-finite maximum takes
+    the generic kernel through ``lax.cond``. Calls that also need ``q`` or
     ``log_q`` (softmax, and every gradient) keep the path above, so the gradient
     of ``logsumexp`` stays bitwise ``softmax``.
     """
@@ -563,38 +561,20 @@ def _jax_reduction_only(jax: Any, xp: Any, x: Any, axis: int, temperature: float
     if t != 1.0:
         shifted = shifted / _kernel._constant(xp, t, x)
     total = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)
-    finite = xp.all(xp.isfinite(maximum))
-    every_total_at_least_two = xp.all(total >= 2)
-
-    def finish(log_sum: Any) -> tuple[Any, ...]:
-        results = {
-            "lse": maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, x) * log_sum,
-            "sign": _kernel._sign(xp, total),
-        }
-        return tuple(results[name] for name in outputs)
-
-    def plain(_: Any) -> tuple[Any, ...]:
-        return finish(xp.log(total))
-
-    def with_pivot(operand: Any) -> tuple[Any, ...]:
-        # From x again, not `shifted`: a full-size array closed over by a branch
-        # would be materialised instead of fused into the first sum.
-        again = operand - maximum
-        if t != 1.0:
-            again = again / _kernel._constant(xp, t, operand)
-        zero = _kernel._constant(xp, 0.0, operand)
-        rest = xp.sum(xp.where(again < 0, xp.exp(again), zero), axis=axis, keepdims=True)
-        return finish(xp.where(total >= 2, xp.log(total), xp.log1p(rest)))
-
-    if not isinstance(finite, jax.core.Tracer):
-        if not bool(finite):
-            return _generic(xp, x, None, axis, t, outputs)
-        return plain(x) if bool(every_total_at_least_two) else with_pivot(x)
+    fast_ok = xp.all(total >= 2) & xp.all(xp.isfinite(maximum))
+    log_sum = xp.log(total)
+    results = {
+        "lse": maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, x) * log_sum,
+        "sign": _kernel._sign(xp, total),
+    }
+    fast = tuple(results[name] for name in outputs)
+    if not isinstance(fast_ok, jax.core.Tracer):
+        return fast if bool(fast_ok) else _generic(xp, x, None, axis, t, outputs)
     return jax.lax.cond(
-        finite,
-        lambda operand: jax.lax.cond(every_total_at_least_two, plain, with_pivot, operand),
-        lambda operand: _generic(xp, operand, None, axis, t, outputs),
-        x,
+        fast_ok,
+        lambda operand: operand[0],
+        lambda operand: _generic(xp, operand[1], None, axis, t, outputs),
+        (fast, x),
     )
 
 
