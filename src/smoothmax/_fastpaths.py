@@ -31,9 +31,6 @@ What the fast paths change is only how the same numbers are computed:
   maximum are counted, and calls with several ties in a slice, ``+inf`` or
   NaN take the generic kernel through ``lax.cond``. Under ``jit`` XLA compiles
   the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
-  Calls for ``lse`` alone (no gradient) need no pivot where every slice sums
-  to >= 2: ``log(sum(exp))``, fused like ``jax.nn.logsumexp``, within 2 ulp of
-  the generic kernel (dominant terms fall back to it, bitwise).
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
   int, or None on 1-d input) and ``keepdims`` go straight to the kernel after
@@ -499,8 +496,6 @@ def jax_kernel(
         return _generic(xp, x, weights, axis, temperature, outputs)
     import jax
 
-    if set(outputs) <= {"lse", "sign"}:
-        return _jax_reduction_only(jax, xp, x, axis, temperature, outputs)
     t = temperature
     maximum = xp.max(x, axis=axis, keepdims=True)
     shifted = x - maximum
@@ -532,43 +527,6 @@ def jax_kernel(
     if not isinstance(fast_ok, jax.core.Tracer):
         # Eager: decide here, so that the fallback runs op by op like the generic
         # kernel itself (XLA may round a compiled branch differently).
-        return fast if bool(fast_ok) else _generic(xp, x, None, axis, t, outputs)
-    return jax.lax.cond(
-        fast_ok,
-        lambda operand: operand[0],
-        lambda operand: _generic(xp, operand[1], None, axis, t, outputs),
-        (fast, x),
-    )
-
-
-def _jax_reduction_only(jax: Any, xp: Any, x: Any, axis: int, temperature: float,
-                        outputs: tuple[str, ...]) -> tuple[Any, ...]:
-    """``lse`` (and ``sign``) alone, as one fused pass like ``jax.nn.logsumexp``.
-
-    The pivot exclusion above (a mask and a count of ties) keeps XLA from fusing
-    ``exp`` into the reduction. It only matters where ``rest < 1``: with ties
-    each adding exactly 1, ``total = sum(exp((x - m) / t)) >= 2`` makes
-    ``log(total)`` as accurate as ``log1p(rest)`` (one rounding of ``1 + rest``
-    more: within 1-2 ulp of the generic kernel, inside the conformance bounds).
-    Any slice with ``total < 2`` (a dominant term) or a non-finite maximum takes
-    the generic kernel through ``lax.cond``. Calls that also need ``q`` or
-    ``log_q`` (softmax, and every gradient) keep the path above, so the gradient
-    of ``logsumexp`` stays bitwise ``softmax``.
-    """
-    t = temperature
-    maximum = xp.max(x, axis=axis, keepdims=True)
-    shifted = x - maximum
-    if t != 1.0:
-        shifted = shifted / _kernel._constant(xp, t, x)
-    total = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)
-    fast_ok = xp.all(total >= 2) & xp.all(xp.isfinite(maximum))
-    log_sum = xp.log(total)
-    results = {
-        "lse": maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, x) * log_sum,
-        "sign": _kernel._sign(xp, total),
-    }
-    fast = tuple(results[name] for name in outputs)
-    if not isinstance(fast_ok, jax.core.Tracer):
         return fast if bool(fast_ok) else _generic(xp, x, None, axis, t, outputs)
     return jax.lax.cond(
         fast_ok,
