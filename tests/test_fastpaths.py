@@ -4,7 +4,8 @@ Each fast kernel is called directly and compared with ``smoothmax._kernel.kernel
 bit for bit (NaN compared as NaN) on random inputs, ties, ``+-inf``, NaN, all
 ``-inf`` slices and the dominant term ``[0] + [-40] * 10``, for every output set
 the fast paths take, several temperatures, both float dtypes, contiguous and
-outer axes, and shapes that cross NumPy's block size. JAX is compared under
+outer axes, and shapes that cross NumPy's block size (PyTorch's ``lse`` alone
+on large inputs is within one ulp instead: tested on its own). JAX is compared under
 ``jax.jit`` (what users run) and eagerly: XLA may round a fused program
 differently from the same program op by op, so each side runs the same way
 (under ``jit``, ``log_q`` at ``t != 1`` may still differ by one ulp: see there).
@@ -135,16 +136,52 @@ def test_numpy_fast_path_takes_non_contiguous_input_through_the_generic_kernel()
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_fast_path_is_bitwise_generic(dtype):
+    """Everything but ``lse`` alone at ``t = 1`` on large inputs (see below)."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
+    def fast(x, axis, t, outputs):
+        if outputs == ("lse",) and t == 1.0 and x.numel() > _fastpaths._TORCH_SMALL:
+            # the exact path the large lse falls back to (bitwise where it is taken)
+            return _fastpaths._torch_exact(torch, xp, x, axis, t, outputs)
+        return _fastpaths.torch_kernel(xp, x, None, axis, t, outputs)
+
     _check(
-        lambda x, axis, t, outputs: _fastpaths.torch_kernel(xp, x, None, axis, t, outputs),
+        fast,
         lambda x, axis, t, outputs: _kernel.kernel(xp, x, None, axis, t, outputs),
         lambda value: value.numpy(),
         lambda values, dtype: torch.from_numpy(values.astype(dtype)),
         dtype,
     )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_large_lse_from_the_full_sum(dtype):
+    """``lse`` alone at ``t = 1`` above ``_TORCH_SMALL`` elements is ``m + log(S)``
+    (the pivot's 1 inside ``S``) where every slice sums to ``S >= 4``: within one
+    ulp of the generic ``m + log1p(rest)``, not bitwise; below 4 (dominant terms,
+    near-ties, special values) it is the generic kernel's value, bitwise."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    rng = np.random.default_rng(7)
+    cases = list(INPUTS) + [
+        ("wide", rng.standard_normal((40, 5000)) * 3 + 50, 1),
+        ("tall", rng.standard_normal((5000, 40)) * 3 - 50, 0),
+        ("long", rng.standard_normal(1_000_000) * 10, 0),
+    ]
+    for name, values, axis in cases:
+        x = torch.from_numpy(values.astype(dtype))
+        if x.numel() <= _fastpaths._TORCH_SMALL:
+            continue
+        (got,) = _fastpaths.torch_kernel(xp, x, None, axis, 1.0, ("lse",))
+        (want,) = _kernel.kernel(xp, x, None, axis, 1.0, ("lse",))
+        total = torch.exp(x - torch.amax(x, axis, keepdim=True)).sum(axis, keepdim=True)
+        if bool((total >= _fastpaths._TORCH_LOG_SUM_FROM).all()):
+            ulp = torch.from_numpy(np.spacing(np.abs(want.numpy())))
+            assert bool(((got - want).abs() <= ulp).all()), name
+        else:
+            assert _same(got.numpy(), want.numpy()), name
 
 
 def test_torch_fast_path_does_not_modify_its_input():

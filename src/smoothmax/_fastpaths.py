@@ -2,7 +2,8 @@
 
 Every function here has the signature of :func:`smoothmax._kernel.kernel`
 (``xp, x, weights, axis, temperature, outputs``) and returns the generic
-kernel's results: bitwise on NumPy and PyTorch, and on JAX (eagerly; under
+kernel's results: bitwise on NumPy and PyTorch (but for PyTorch's ``lse`` alone
+on large inputs: up to one ulp, see below), and on JAX (eagerly; under
 ``jit`` up to one ulp in ``log_q`` at ``t != 1``, see below);
 ``tests/test_fastpaths.py`` checks each backend on the special values and on
 random inputs. A fast path only takes the common
@@ -25,7 +26,11 @@ What the fast paths change is only how the same numbers are computed:
   where index-returning reductions and boolean masks are many times slower
   than arithmetic on CPU, ``-sum(exp(d) * sign(d))`` with ``d = x - m`` is the
   sum without the ties, and a slice with more than one tie sends the call to
-  the generic kernel. The adapter's backward uses PyTorch's fused softmax
+  the generic kernel. ``lse`` alone at ``t = 1`` above ``_TORCH_SMALL``
+  elements is ``m + log(S)`` with the pivot's 1 inside the sum ``S`` where
+  every slice has ``S >= 4`` (within one ulp of the generic kernel: no
+  cancellation to guard against there), saving the pass that removes the
+  pivot. The adapter's backward uses PyTorch's fused softmax and log-softmax
   backward kernels where only ``softmax``/``log_softmax`` have cotangents.
 * JAX: no ``argmax``, no gather, no full-size pivot mask: the ties of the
   maximum are counted, and calls with several ties in a slice, ``+inf`` or
@@ -360,23 +365,21 @@ def _numpy_long_slice(results: _NumpyResults, x3: Any, index: int, per_chunk: in
 #: Up to this many elements the torch fast path finds the pivot with torch.max's index.
 _TORCH_SMALL = 1 << 14
 
+#: ``lse`` is ``m + log(S)``, ``S`` the sum with the pivot's 1, where every slice has ``S`` at least this.
+_TORCH_LOG_SUM_FROM = 4.0
+
 
 def torch_kernel(
     xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """The kernel for eager CPU tensors: the generic kernel's numbers, fewer and faster passes.
+    """The kernel for eager CPU tensors: fewer passes, the generic kernel's accuracy.
 
-    No ``argmax``, ``take_along_axis`` or boolean masks (all slow on CPU, the
-    index-returning reductions ~15x an ``amax``): the pivot is excluded from the
-    sum through ``sign(x - m)`` (see below), ``x - m`` is exponentiated and
-    ``q`` divided in place. The values summed and divided are the generic
-    kernel's, element for element and in the same layout, so the results are
-    bitwise the same; slices with several ties of the maximum take the generic
-    kernel.
-    Non-finite maxima (``+inf``, all ``-inf``, NaN), non-contiguous inputs,
-    other devices, ``torch.compile`` and ``torch.func`` transforms take the
-    generic kernel. Callers run it where no gradient is recorded (the adapter's
-    no-derivative path, ``autograd.Function.forward``): it works in place.
+    ``lse`` alone at ``t = 1`` on large inputs takes :func:`_torch_lse`, everything else
+    :func:`_torch_exact` (bitwise the generic kernel). Non-finite maxima
+    (``+inf``, all ``-inf``, NaN), non-contiguous inputs, other devices,
+    ``torch.compile`` and ``torch.func`` transforms take the generic kernel. Callers run it where no gradient is
+    recorded (the adapter's no-derivative path, ``autograd.Function.forward``):
+    it works in place.
     """
     import torch
 
@@ -390,6 +393,55 @@ def torch_kernel(
         or torch._C._functorch.is_functorch_wrapped_tensor(x)
     ):
         return _generic(xp, x, weights, axis, temperature, outputs)
+    if temperature == 1.0 and outputs == ("lse",) and x.numel() > _TORCH_SMALL:
+        return (_torch_lse(torch, xp, x, axis),)
+    return _torch_exact(torch, xp, x, axis, temperature, outputs)
+
+
+def _least(torch: Any, reduced: Any) -> float:
+    """The smallest entry of a reduced array (NaN if any is NaN), as a Python float."""
+    return (reduced if reduced.numel() == 1 else torch.amin(reduced)).item()
+
+
+def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
+    """``lse`` of more than ``_TORCH_SMALL`` elements at ``t = 1``: ``m + log(S)``
+    with ``S = sum(exp(x - m))``, the pivot's ``exp(0) = 1`` included, where every
+    slice has ``S >= 4``; else the pivot left out.
+
+    ``S`` carries the summation's relative error ``delta``, the same as the generic
+    kernel's ``rest``; ``log(S)`` then errs by ``delta`` plus its own rounding,
+    which ``log(S) >= log 4 > 1`` keeps within about one ulp of ``log(S)``, as
+    ``log1p(rest)`` is. Smaller sums need the pivot left out (one dominant term
+    sums to 1 in working precision): the sum just computed goes on with the ones
+    removed by ``frac`` (:func:`_torch_rest_without_ones`), or the whole call
+    takes :func:`_torch_exact`. (On few elements the sum would have to be redone
+    whenever a slice sums below 4: they take :func:`_torch_exact` directly.)
+    """
+    maximum = torch.amax(x, axis, keepdim=True)
+    scaled = torch.sub(x, maximum).exp_()
+    total = torch.sum(scaled, axis, keepdim=True)
+    if _least(torch, total) >= _TORCH_LOG_SUM_FROM:  # False on NaN: a non-finite maximum
+        return total.log_().add_(maximum)
+    if _frac_may_count(x, x.shape[axis]):
+        rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
+        if rest is not None:
+            return torch.log1p(rest).add_(maximum)
+    return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
+
+
+def _torch_exact(
+    torch: Any, xp: Any, x: Any, axis: int, temperature: float, outputs: tuple[str, ...]
+) -> tuple[Any, ...]:
+    """The generic kernel's results, bitwise, in fewer passes.
+
+    No ``argmax``, ``take_along_axis`` or boolean masks above ``_TORCH_SMALL``
+    elements (all slow on CPU, the index-returning reductions ~15x an
+    ``amax``): the pivot is excluded from the sum through ``frac`` or
+    ``sign(x - m)`` (see below), ``x - m`` is exponentiated and ``q`` divided in
+    place. The values summed and divided are the generic kernel's, element for
+    element and in the same layout; slices with several ties of the maximum take
+    the generic kernel.
+    """
     n = x.shape[axis]
     small = x.numel() <= _TORCH_SMALL
     if small:
@@ -401,7 +453,7 @@ def torch_kernel(
     if not math.isfinite((maximum if maximum.numel() == 1 else maximum.sum()).item()):
         # +inf, -inf (all absent) or NaN somewhere: the generic fix-ups
         # (a finite overflowing sum only sends finite maxima there too).
-        return _generic(xp, x, weights, axis, temperature, outputs)
+        return _generic(xp, x, None, axis, temperature, outputs)
     shifted = x - maximum
     t = temperature
     if t != 1.0:
@@ -414,9 +466,9 @@ def torch_kernel(
             scaled.scatter_(axis, index, 1.0)
     else:
         rest = None
-        if "q" not in outputs:
+        if "q" not in outputs and _frac_may_count(x, n):
             scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
-            rest = _torch_rest_without_ones(torch, scaled, axis, n)
+            rest = _torch_rest_without_ones(torch, scaled, axis, n, torch.sum(scaled, axis, keepdim=True))
             if rest is None and "log_q" not in outputs:
                 shifted = x - maximum  # (rare) destroyed in place: once more for the path below
                 if t != 1.0:
@@ -429,11 +481,11 @@ def torch_kernel(
         # rounding); it is the generic kernel's sum without the pivot when every
         # slice has exactly one tie, i.e. n - 1 non-ties.
         if n > 1 << 24:
-            return _generic(xp, x, weights, axis, temperature, outputs)  # counts exact in float32
+            return _generic(xp, x, None, axis, temperature, outputs)  # counts exact in float32
         off_ties = torch.sign(shifted)
         fewest, most = torch.aminmax(torch.sum(off_ties, axis))
         if fewest.item() != 1 - n or most.item() != 1 - n:
-            return _generic(xp, x, weights, axis, temperature, outputs)  # ties: the first is the pivot
+            return _generic(xp, x, None, axis, temperature, outputs)  # ties: the first is the pivot
         scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
         negative_rest = torch.sum(off_ties.mul_(scaled), axis, keepdim=True)
         rest = torch.sub(0.0, negative_rest)  # 0 - s, not -s: a sum of nothing stays +0.0
@@ -454,10 +506,18 @@ def torch_kernel(
     return tuple(results[name] for name in outputs)
 
 
-def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int) -> Any:
+def _frac_may_count(x: Any, n: int) -> bool:
+    """Whether :func:`_torch_rest_without_ones` can succeed on slices of ``n``: its
+    bound is at least ``(n - 1) eps`` (every sum is at least 1) and must stay below 1/2."""
+    import torch
+
+    return (n - 1) * torch.finfo(x.dtype).eps < 0.5
+
+
+def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int, with_ones: Any) -> Any:
     """The sum of ``scaled = exp(d)`` without its one entry equal to 1 per slice
-    (the pivot: exp(0) = 1), or None where that is not certain; ``scaled`` is
-    left with 0 in place of its ones.
+    (the pivot: exp(0) = 1), or None where that is not certain; ``with_ones`` is
+    the sum of ``scaled`` as it is, which is left with 0 in place of its ones.
 
     ``frac`` maps exp(d) in [0, 1) to itself and 1 to 0, in place: the summed
     values are the generic kernel's (the pivot zeroed) when exactly one entry of
@@ -466,7 +526,6 @@ def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int) -> Any:
     at most ``(n - 1) u (with_ones + rest)`` whatever the summation order; the
     answer is taken only where that bound leaves no doubt that it is 1.
     """
-    with_ones = torch.sum(scaled, axis, keepdim=True)
     scaled.frac_()
     rest = torch.sum(scaled, axis, keepdim=True)
     bound = (with_ones + rest).mul_((n - 1) * torch.finfo(scaled.dtype).eps)
