@@ -496,7 +496,7 @@ def _torch_exact(
     if "lse" in outputs:
         results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype) * log_sum
     if "sign" in outputs or "q" in outputs:
-        total = torch.tensor(1.0, dtype=x.dtype) + rest
+        total = rest + 1.0  # a Python scalar: no tensor to build (1 + rest, bitwise)
         if "sign" in outputs:
             results["sign"] = _kernel._sign(xp, total)
         if "q" in outputs:
