@@ -92,9 +92,9 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
 
 
-def _check(fast, generic, to_numpy, make, dtype, output_sets=OUTPUT_SETS, temperatures=TEMPERATURES):
+def _check(fast, generic, to_numpy, make, dtype, output_sets=OUTPUT_SETS, temperatures=TEMPERATURES, inputs=INPUTS):
     failures = []
-    for name, values, axis in INPUTS:
+    for name, values, axis in inputs:
         x = make(values, dtype)
         for outputs in output_sets:
             for t in temperatures:
@@ -146,13 +146,51 @@ def test_torch_fast_path_is_bitwise_generic(dtype):
             return _fastpaths._torch_exact(torch, xp, x, axis, t, outputs)
         return _fastpaths.torch_kernel(xp, x, None, axis, t, outputs)
 
-    _check(
+    rng = np.random.default_rng(5)
+    # above _TORCH_SMALL with rows that fit one or several blocks (q's frac by
+    # rows, bitwise with one thread: see test_torch_rows_summed_apart_with_threads)
+    rows = [(f"rows{shape}", rng.standard_normal(shape) * 3, 1) for shape in [(40, 1000), (700, 30), (5, 40_000)]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check(
         fast,
         lambda x, axis, t, outputs: _kernel.kernel(xp, x, None, axis, t, outputs),
         lambda value: value.numpy(),
         lambda values, dtype: torch.from_numpy(values.astype(dtype)),
         dtype,
-    )
+            inputs=INPUTS + rows,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_rows_summed_apart_with_threads(dtype):
+    """With several threads the block-by-block sums of ``q``'s rows may round
+    differently from one ``torch.sum`` (PyTorch splits the work by the shape):
+    ``q`` then stays within 2 ulp and ``lse`` within 1 ulp of the generic kernel,
+    and the gradient of ``logsumexp`` is still bitwise ``softmax``."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    rng = np.random.default_rng(6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:
+        for shape in [(5, 30_000), (40, 1000), (3, 20_000)]:
+            x = torch.from_numpy((rng.standard_normal(shape) * 3).astype(dtype))
+            assert _fastpaths._torch_sums_rows_apart(x, 1, ("lse", "q"))
+            got = _fastpaths.torch_kernel(xp, x, None, 1, 1.0, ("lse", "q"))
+            want = _kernel.kernel(xp, x, None, 1, 1.0, ("lse", "q"))
+            for value, expected, ulps in zip(got, want, (1, 2)):
+                spacing = torch.from_numpy(np.spacing(np.abs(expected.numpy())))
+                assert bool(((value - expected).abs() <= ulps * spacing).all()), shape
+            leaf = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(smoothmax.logsumexp(leaf, axis=1).sum(), leaf)
+            assert torch.equal(grad, smoothmax.softmax(x, axis=1))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

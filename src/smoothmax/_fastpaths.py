@@ -3,8 +3,8 @@
 Every function here has the signature of :func:`smoothmax._kernel.kernel`
 (``xp, x, weights, axis, temperature, outputs``) and returns the generic
 kernel's results: bitwise on NumPy and PyTorch (but for PyTorch's ``lse`` alone
-on large inputs: up to one ulp, see below), and on JAX (eagerly; under
-``jit`` up to one ulp in ``log_q`` at ``t != 1``, see below);
+on large inputs, and ``q`` with several threads: see below), and on JAX
+(eagerly; under ``jit`` up to one ulp in ``log_q`` at ``t != 1``, see below);
 ``tests/test_fastpaths.py`` checks each backend on the special values and on
 random inputs. A fast path only takes the common
 case (no weights, ``temperature > 0``, outputs ``lse``/``sign``/``q``/``log_q``,
@@ -30,7 +30,13 @@ What the fast paths change is only how the same numbers are computed:
   elements is ``m + log(S)`` with the pivot's 1 inside the sum ``S`` where
   every slice has ``S >= 4`` (within one ulp of the generic kernel: no
   cancellation to guard against there), saving the pass that removes the
-  pivot. The adapter's backward uses PyTorch's fused softmax and log-softmax
+  pivot. ``q`` along the last axis with rows of up to ``BLOCK_BYTES`` sums
+  ``frac(exp(d))`` block by block through a small scratch instead of a second
+  full-size buffer (whose page faults cost more than the pass); with several
+  threads its sums may differ from the generic kernel's in the last bits.
+  ``log_q`` alone recomputes ``d`` into the buffer ``exp(d)`` took, for the
+  same reason.
+  The adapter's backward uses PyTorch's fused softmax and log-softmax
   backward kernels where only ``softmax``/``log_softmax`` have cotangents.
 * JAX: no ``argmax``, no gather, no full-size pivot mask: the ties of the
   maximum are counted, and calls with several ties in a slice, ``+inf`` or
@@ -454,10 +460,8 @@ def _torch_exact(
         # +inf, -inf (all absent) or NaN somewhere: the generic fix-ups
         # (a finite overflowing sum only sends finite maxima there too).
         return _generic(xp, x, None, axis, temperature, outputs)
-    shifted = x - maximum
     t = temperature
-    if t != 1.0:
-        shifted.div_(torch.tensor(t, dtype=x.dtype))
+    shifted = _torch_shifted(torch, x, maximum, t)
     if small:
         scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
         scaled.scatter_(axis, index, 0.0)  # the pivot's exp(0) = 1 stays out of the sum
@@ -466,13 +470,15 @@ def _torch_exact(
             scaled.scatter_(axis, index, 1.0)
     else:
         rest = None
-        if "q" not in outputs and _frac_may_count(x, n):
-            scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
-            rest = _torch_rest_without_ones(torch, scaled, axis, n, torch.sum(scaled, axis, keepdim=True))
-            if rest is None and "log_q" not in outputs:
-                shifted = x - maximum  # (rare) destroyed in place: once more for the path below
-                if t != 1.0:
-                    shifted.div_(torch.tensor(t, dtype=x.dtype))
+        # frac in place where q is not asked for, else (rows that fit a block
+        # along the last axis) frac into a block-sized scratch: q keeps its ones
+        keep = _torch_sums_rows_apart(x, axis, outputs)
+        if ("q" not in outputs or keep) and _frac_may_count(x, n):
+            scaled = shifted.exp_()  # one full-size buffer: allocations cost page faults
+            rest = _torch_rest_without_ones(torch, scaled, axis, n, torch.sum(scaled, axis, keepdim=True), keep)
+            if rest is None or "log_q" in outputs:
+                # d once more, bitwise the same, where exp(d) took its place
+                shifted = _torch_shifted(torch, x, maximum, t, scaled)
     if not small and rest is None:
         # Large: index-returning reductions run ~15x slower than amax on CPU and
         # boolean masks ~6x slower than arithmetic. sign(d) is -1 off the ties of
@@ -514,10 +520,51 @@ def _frac_may_count(x: Any, n: int) -> bool:
     return (n - 1) * torch.finfo(x.dtype).eps < 0.5
 
 
-def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int, with_ones: Any) -> Any:
+def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) -> Any:
+    """``(x - m) / t``, into ``out`` where given."""
+    shifted = torch.sub(x, maximum, out=out)
+    if t != 1.0:
+        shifted.div_(torch.tensor(t, dtype=x.dtype))
+    return shifted
+
+
+def _torch_sums_rows_apart(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
+    """Whether a large call sums ``q``'s rows in blocks (:func:`_torch_frac_sum_by_rows`):
+    ``q`` without ``log_q``, along the last axis, rows that fit a block."""
+    return (
+        "q" in outputs
+        and "log_q" not in outputs
+        and axis == x.ndim - 1
+        and x.shape[axis] * x.element_size() <= BLOCK_BYTES
+    )
+
+
+def _torch_frac_sum_by_rows(torch: Any, scaled: Any, n: int) -> Any:
+    """``sum(frac(scaled))`` along the last axis, keepdims, ``scaled`` left as it
+    is: blocks of whole rows through a scratch of ``BLOCK_BYTES`` (a full-size
+    buffer would cost its page faults). Each row is summed by ``torch.sum``, but
+    with several threads PyTorch may split a block's rows differently from the
+    whole array's: the sums (and so ``q``, ``lse``) may then differ from the
+    generic kernel's in the last bits. ``logsumexp``'s gradient and ``softmax``
+    take this same path, so they stay bitwise equal."""
+    rows = scaled.view(-1, n)
+    per_block = max(1, BLOCK_BYTES // (n * scaled.element_size()))
+    scratch = torch.empty((min(per_block, rows.shape[0]), n), dtype=scaled.dtype)
+    sums = torch.empty((rows.shape[0], 1), dtype=scaled.dtype)
+    for start in range(0, rows.shape[0], per_block):
+        stop = min(start + per_block, rows.shape[0])
+        block = torch.frac(rows[start:stop], out=scratch[: stop - start])
+        torch.sum(block, 1, keepdim=True, out=sums[start:stop])
+    return sums.view(scaled.shape[:-1] + (1,))
+
+
+def _torch_rest_without_ones(
+    torch: Any, scaled: Any, axis: int, n: int, with_ones: Any, keep: bool = False
+) -> Any:
     """The sum of ``scaled = exp(d)`` without its one entry equal to 1 per slice
     (the pivot: exp(0) = 1), or None where that is not certain; ``with_ones`` is
-    the sum of ``scaled`` as it is, which is left with 0 in place of its ones.
+    the sum of ``scaled`` as it is, which is left with 0 in place of its ones
+    (unless ``keep``: the last axis then, see :func:`_torch_frac_sum_by_rows`).
 
     ``frac`` maps exp(d) in [0, 1) to itself and 1 to 0, in place: the summed
     values are the generic kernel's (the pivot zeroed) when exactly one entry of
@@ -526,8 +573,7 @@ def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int, with_on
     at most ``(n - 1) u (with_ones + rest)`` whatever the summation order; the
     answer is taken only where that bound leaves no doubt that it is 1.
     """
-    scaled.frac_()
-    rest = torch.sum(scaled, axis, keepdim=True)
+    rest = _torch_frac_sum_by_rows(torch, scaled, n) if keep else torch.sum(scaled.frac_(), axis, keepdim=True)
     bound = (with_ones + rest).mul_((n - 1) * torch.finfo(scaled.dtype).eps)
     doubt = torch.sub(with_ones, rest).sub_(1.0).abs_().add_(bound)
     if (doubt if doubt.numel() == 1 else doubt.max()).item() < 0.5:
