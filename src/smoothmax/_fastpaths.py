@@ -27,10 +27,10 @@ What the fast paths change is only how the same numbers are computed:
   than arithmetic on CPU, ``-sum(exp(d) * sign(d))`` with ``d = x - m`` is the
   sum without the ties, and a slice with more than one tie sends the call to
   the generic kernel. ``lse`` alone at ``t = 1`` above ``_TORCH_SMALL``
-  elements is ``m + log(S)`` with the pivot's 1 inside the sum ``S`` where
-  every slice has ``S >= 4`` (within one ulp of the generic kernel: no
-  cancellation to guard against there), saving the pass that removes the
-  pivot. ``q`` along the last axis with rows of up to ``BLOCK_BYTES`` sums
+  elements is ``m + log(S)`` with the pivot's 1 inside the sum ``S`` on slices
+  with ``S >= 4`` or ``|m| >= 8`` (no result near 0 to guard there: within one
+  ulp of the generic kernel), saving the pass that removes the pivot; the other
+  slices, copied out where they are few, take the exact path. ``q`` along the last axis with rows of up to ``BLOCK_BYTES`` sums
   ``frac(exp(d))`` block by block through a small scratch instead of a second
   full-size buffer (whose page faults cost more than the pass); with several
   threads its sums may differ from the generic kernel's in the last bits.
@@ -371,7 +371,10 @@ def _numpy_long_slice(results: _NumpyResults, x3: Any, index: int, per_chunk: in
 #: Up to this many elements the torch fast path finds the pivot with torch.max's index.
 _TORCH_SMALL = 1 << 14
 
-#: ``lse`` is ``m + log(S)``, ``S`` the sum with the pivot's 1, where every slice has ``S`` at least this.
+#: ``lse`` is ``m + log(S)``, ``S`` the sum with the pivot's 1, on slices with ``S`` at least
+#: this, or with ``|m|`` at least ``_TORCH_LARGE_MAXIMUM`` (see :func:`_torch_lse`).
+_TORCH_LOG_SUM_FROM = 4.0
+_TORCH_LARGE_MAXIMUM = 8.0
 _TORCH_LOG_SUM_FROM = 4.0
 
 
@@ -411,28 +414,52 @@ def _least(torch: Any, reduced: Any) -> float:
 
 def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     """``lse`` of more than ``_TORCH_SMALL`` elements at ``t = 1``: ``m + log(S)``
-    with ``S = sum(exp(x - m))``, the pivot's ``exp(0) = 1`` included, where every
-    slice has ``S >= 4``; else the pivot left out.
+    with ``S = sum(exp(x - m))``, the pivot's ``exp(0) = 1`` included, on slices
+    with ``S >= 4`` or ``|m| >= 8``; the pivot left out on the others.
 
-    ``S`` carries the summation's relative error ``delta``, the same as the generic
-    kernel's ``rest``; ``log(S)`` then errs by ``delta`` plus its own rounding,
-    which ``log(S) >= log 4 > 1`` keeps within about one ulp of ``log(S)``, as
-    ``log1p(rest)`` is. Smaller sums need the pivot left out (one dominant term
-    sums to 1 in working precision): the sum just computed goes on with the ones
-    removed by ``frac`` (:func:`_torch_rest_without_ones`), or the whole call
-    takes :func:`_torch_exact`. (On few elements the sum would have to be redone
-    whenever a slice sums below 4: they take :func:`_torch_exact` directly.)
+    ``S`` carries the summation's relative error ``delta``, the same as the
+    generic kernel's ``rest``; ``log(S)`` then errs by about ``delta`` plus its
+    own rounding: within about one ulp of ``log(S)`` where ``log(S) >= log 4 >
+    1``, as ``log1p(rest)`` is, and a fraction of an ulp of the result where
+    ``|m| >= 8`` (``|m + log(S)| > 6.6`` even for ``S < 4``). Elsewhere (one
+    dominant term near 0 sums to 1 in working precision) the pivot must be left
+    out: a few such slices are copied out and take :func:`_torch_exact`; more
+    than one in eight, or the only one, and the sum just computed goes on with
+    the ones removed by ``frac`` (:func:`_torch_rest_without_ones`), or the
+    whole call takes :func:`_torch_exact`. Within one ulp of the generic kernel
+    (tested). (On few elements the sum would have to be redone whenever a
+    slice fails: they take :func:`_torch_exact` directly.)
     """
     maximum = torch.amax(x, axis, keepdim=True)
     scaled = torch.sub(x, maximum).exp_()
     total = torch.sum(scaled, axis, keepdim=True)
-    if _least(torch, total) >= _TORCH_LOG_SUM_FROM:  # False on NaN: a non-finite maximum
+    # per slice 4, or 1 (any sum) where |m| >= 8; a NaN sum (a non-finite maximum) passes neither
+    least = torch.where(maximum.abs() >= _TORCH_LARGE_MAXIMUM, 1.0, _TORCH_LOG_SUM_FROM)
+    outside = torch.ge(total, least).logical_not_()
+    count = int(outside.sum().item())
+    if count == 0:
         return total.log_().add_(maximum)
+    if 8 * count <= total.numel() and total.numel() > 1:
+        return _torch_lse_slices(torch, xp, x, axis, total.log_().add_(maximum), outside)
     if _frac_may_count(x, x.shape[axis]):
         rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
         if rest is not None:
             return torch.log1p(rest).add_(maximum)
     return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
+
+
+def _torch_lse_slices(torch: Any, xp: Any, x: Any, axis: int, lse: Any, where: Any) -> Any:
+    """``lse`` with its slices at ``where`` (a boolean array of its shape) replaced
+    by :func:`_torch_exact` on a copy of just those slices of ``x``."""
+    n = x.shape[axis]
+    outer = math.prod(x.shape[:axis])
+    inner = math.prod(x.shape[axis + 1 :])
+    flat = torch.nonzero(where.reshape(-1)).squeeze(1)
+    rows, columns = torch.div(flat, inner, rounding_mode="floor"), torch.remainder(flat, inner)
+    slices = x.reshape(outer, n, inner)[rows, :, columns]  # (count, n)
+    (exact,) = _torch_exact(torch, xp, slices, 1, 1.0, ("lse",))
+    lse.view(outer, inner)[rows, columns] = exact.reshape(-1)
+    return lse
 
 
 def _torch_exact(
