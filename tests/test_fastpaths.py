@@ -236,6 +236,24 @@ def test_torch_large_lse_from_the_full_sum(dtype):
         torch.set_num_threads(threads)
 
 
+def test_torch_long_float32_rows_count_their_ones():
+    """Rows longer than 2^22 float32 elements, where the frac path's rounding
+    bound cannot decide, count the entries equal to 1 exactly: log_q bitwise the
+    generic kernel's, and a near-tie (two ones) still falls back."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    values = np.random.default_rng(8).standard_normal((1 << 22) + 3) * 3
+    near_tie = values.copy()
+    near_tie[5] = near_tie.max() - 1e-9
+    for row in (values, near_tie):
+        x = torch.from_numpy(row.astype("float32"))
+        for outputs in (("log_q",), ("lse", "log_q")):
+            got = _fastpaths.torch_kernel(xp, x, None, 0, 1.0, outputs)
+            want = _kernel.kernel(xp, x, None, 0, 1.0, outputs)
+            assert all(_same(a.numpy(), b.numpy()) for a, b in zip(got, want)), outputs
+
+
 def test_torch_fast_path_does_not_modify_its_input():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp

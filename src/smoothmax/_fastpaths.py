@@ -441,10 +441,9 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
         return total.log_().add_(maximum)
     if 8 * count <= total.numel() and total.numel() > 1:
         return _torch_lse_slices(torch, xp, x, axis, total.log_().add_(maximum), outside)
-    if _frac_may_count(x, x.shape[axis]):
-        rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
-        if rest is not None:
-            return torch.log1p(rest).add_(maximum)
+    rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
+    if rest is not None:
+        return torch.log1p(rest).add_(maximum)
     return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
 
 
@@ -500,7 +499,7 @@ def _torch_exact(
         # frac in place where q is not asked for, else (rows that fit a block
         # along the last axis) frac into a block-sized scratch: q keeps its ones
         keep = _torch_sums_rows_apart(x, axis, outputs)
-        if ("q" not in outputs or keep) and _frac_may_count(x, n):
+        if "q" not in outputs or keep:
             scaled = shifted.exp_()  # one full-size buffer: allocations cost page faults
             rest = _torch_rest_without_ones(torch, scaled, axis, n, torch.sum(scaled, axis, keepdim=True), keep)
             if rest is None or "log_q" in outputs:
@@ -537,14 +536,6 @@ def _torch_exact(
     if "log_q" in outputs:
         results["log_q"] = shifted.sub_(log_sum)
     return tuple(results[name] for name in outputs)
-
-
-def _frac_may_count(x: Any, n: int) -> bool:
-    """Whether :func:`_torch_rest_without_ones` can succeed on slices of ``n``: its
-    bound is at least ``(n - 1) eps`` (every sum is at least 1) and must stay below 1/2."""
-    import torch
-
-    return (n - 1) * torch.finfo(x.dtype).eps < 0.5
 
 
 def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) -> Any:
@@ -585,6 +576,20 @@ def _torch_frac_sum_by_rows(torch: Any, scaled: Any, n: int) -> Any:
     return sums.view(scaled.shape[:-1] + (1,))
 
 
+def _torch_count_ones(torch: Any, scaled: Any) -> int:
+    """How many entries of ``scaled = exp(d) <= 1`` are 1: ``floor`` is 1 there and
+    0 elsewhere, summed block by block through a scratch of ``BLOCK_BYTES``
+    (counts of at most 2^16 per block: exact in any float dtype)."""
+    flat = scaled.view(-1)
+    per_block = BLOCK_BYTES // scaled.element_size()
+    scratch = torch.empty(min(per_block, flat.numel()), dtype=scaled.dtype)
+    count = 0
+    for start in range(0, flat.numel(), per_block):
+        block = flat[start : start + per_block]
+        count += int(torch.floor(block, out=scratch[: block.numel()]).sum().item())
+    return count
+
+
 def _torch_rest_without_ones(
     torch: Any, scaled: Any, axis: int, n: int, with_ones: Any, keep: bool = False
 ) -> Any:
@@ -598,10 +603,18 @@ def _torch_rest_without_ones(
     each slice is 1 (a near-tie whose exp rounds to 1 makes two). The number of
     ones, ``with_ones - rest``, is known up to the rounding of the two sums,
     at most ``(n - 1) u (with_ones + rest)`` whatever the summation order; the
-    answer is taken only where that bound leaves no doubt that it is 1.
+    answer is taken only where that bound leaves no doubt that it is 1. That
+    bound is at least ``(n - 1) u`` (every sum is at least 1): on longer slices
+    the ones are counted instead (:func:`_torch_count_ones`).
     """
+    eps = torch.finfo(scaled.dtype).eps
+    if (n - 1) * eps >= 0.5:  # (never with keep: its rows fit a block)
+        # every slice holds its pivot's 1: one per slice iff as many as slices
+        if _torch_count_ones(torch, scaled) != with_ones.numel():
+            return None
+        return torch.sum(scaled.frac_(), axis, keepdim=True)
     rest = _torch_frac_sum_by_rows(torch, scaled, n) if keep else torch.sum(scaled.frac_(), axis, keepdim=True)
-    bound = (with_ones + rest).mul_((n - 1) * torch.finfo(scaled.dtype).eps)
+    bound = (with_ones + rest).mul_((n - 1) * eps)
     doubt = torch.sub(with_ones, rest).sub_(1.0).abs_().add_(bound)
     if (doubt if doubt.numel() == 1 else doubt.max()).item() < 0.5:
         return rest
