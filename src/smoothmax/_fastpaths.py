@@ -10,9 +10,10 @@ random inputs. A fast path only takes the common
 case (no weights, ``temperature > 0``, outputs ``lse``/``sign``/``q``/``log_q``,
 finite maxima, one arg-max per slice) and hands everything else, as a whole
 or per block, to the generic kernel. The pivot trick stays: the sum always
-excludes exactly the one pivot term ``exp(0) = 1``.
+excludes exactly the one pivot term ``exp(0) = 1`` (but for PyTorch's large
+``lse`` alone on slices whose result cannot be near 0, see below).
 
-What the fast paths change is only how the same numbers are computed:
+What the fast paths change is mostly how the same numbers are computed:
 
 * NumPy: one scratch buffer of ~256 KiB reused across cache-sized blocks,
   in-place ufuncs, the pivot zeroed by index instead of a full ``where`` pass,
@@ -21,23 +22,25 @@ What the fast paths change is only how the same numbers are computed:
   contiguous axis, row after row along an outer axis), so sums are bitwise
   those of ``np.sum`` over the whole array.
 * PyTorch (CPU, eager, float32/float64, contiguous): ``x - m`` exponentiated
-  in place and ``q`` divided in place. Up to ``_TORCH_SMALL`` elements the
-  pivot comes from ``torch.max``'s index and is zeroed with ``scatter_``; above,
-  where index-returning reductions and boolean masks are many times slower
-  than arithmetic on CPU, ``-sum(exp(d) * sign(d))`` with ``d = x - m`` is the
-  sum without the ties, and a slice with more than one tie sends the call to
-  the generic kernel. ``lse`` alone at ``t = 1`` above ``_TORCH_SMALL``
-  elements is ``m + log(S)`` with the pivot's 1 inside the sum ``S`` on slices
-  with ``S >= 4`` or ``|m| >= 8`` (no result near 0 to guard there: within one
-  ulp of the generic kernel), saving the pass that removes the pivot; the other
-  slices, copied out where they are few, take the exact path. ``q`` along the last axis with rows of up to ``BLOCK_BYTES`` sums
-  ``frac(exp(d))`` block by block through a small scratch instead of a second
-  full-size buffer (whose page faults cost more than the pass); with several
-  threads its sums may differ from the generic kernel's in the last bits.
-  ``log_q`` alone recomputes ``d`` into the buffer ``exp(d)`` took, for the
-  same reason.
-  The adapter's backward uses PyTorch's fused softmax and log-softmax
-  backward kernels where only ``softmax``/``log_softmax`` have cotangents.
+  in place and ``q`` divided in place, one full-size buffer where possible
+  (fresh buffers cost page faults, more than a pass). Up to ``_TORCH_SMALL``
+  elements the pivot comes from ``torch.max``'s index and is zeroed with
+  ``scatter_``. Above, where index-returning reductions and boolean masks are
+  many times slower than arithmetic on CPU, ``frac`` turns the pivot's
+  ``exp(0) = 1`` into 0 (in place, or for ``q`` along the last axis into a
+  block-sized scratch: with several threads those row sums may differ from the
+  generic kernel's in the last bits), the ones checked to be one per slice by
+  a rounding bound or, on long slices, counted; failing that
+  ``-sum(exp(d) * sign(d))`` with ``d = x - m`` is the sum without the ties,
+  and a slice with more than one tie sends the call to the generic kernel.
+  ``log_q`` alone recomputes ``d`` into the buffer ``exp(d)`` took. ``lse``
+  alone at ``t = 1`` above ``_TORCH_SMALL`` elements is ``m + log(S)`` with the
+  pivot's 1 inside the sum ``S`` on slices with ``S >= 4`` or ``|m| >= 8`` (no
+  result near 0 to guard there: within one ulp of the generic kernel), saving
+  the pass that removes the pivot; the other slices, copied out where they are
+  few, take the exact path. The adapter's backward uses PyTorch's fused softmax
+  and log-softmax backward kernels where only ``softmax``/``log_softmax`` have
+  cotangents.
 * JAX: no ``argmax``, no gather, no full-size pivot mask: the ties of the
   maximum are counted, and calls with several ties in a slice, ``+inf`` or
   NaN take the generic kernel through ``lax.cond``. Under ``jit`` XLA compiles
@@ -464,7 +467,8 @@ def _torch_lse_slices(torch: Any, xp: Any, x: Any, axis: int, lse: Any, where: A
 def _torch_exact(
     torch: Any, xp: Any, x: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """The generic kernel's results, bitwise, in fewer passes.
+    """The generic kernel's results, bitwise (but for ``q``'s row sums with several
+    threads: :func:`_torch_frac_sum_by_rows`), in fewer passes.
 
     No ``argmax``, ``take_along_axis`` or boolean masks above ``_TORCH_SMALL``
     elements (all slow on CPU, the index-returning reductions ~15x an
