@@ -426,8 +426,9 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     1``, as ``log1p(rest)`` is, and a fraction of an ulp of the result where
     ``|m| >= 8`` (``|m + log(S)| > 6.6`` even for ``S < 4``). Elsewhere (one
     dominant term near 0 sums to 1 in working precision) the pivot must be left
-    out: a few such slices are copied out and take :func:`_torch_exact`; more
-    than one in eight, or the only one, and the sum just computed goes on with
+    out: a few such rows (along the last axis) are copied out and take
+    :func:`_torch_exact`; more than one in eight, or the only one, or slices
+    along an outer axis, and the sum just computed goes on with
     the ones removed by ``frac`` (:func:`_torch_rest_without_ones`), or the
     whole call takes :func:`_torch_exact`. Within one ulp of the generic kernel
     (tested). (On few elements the sum would have to be redone whenever a
@@ -442,7 +443,8 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     count = int(outside.sum().item())
     if count == 0:
         return total.log_().add_(maximum)
-    if 8 * count <= total.numel() and total.numel() > 1:
+    if 8 * count <= total.numel() and total.numel() > 1 and axis == x.ndim - 1:
+        # (along an outer axis a copied-out slice would be summed in another order)
         return _torch_lse_slices(torch, xp, x, axis, total.log_().add_(maximum), outside)
     rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
     if rest is not None:
