@@ -8,7 +8,9 @@ outer axes, and shapes that cross NumPy's block size (PyTorch's ``lse`` alone
 on large inputs is within one ulp instead: tested on its own). JAX is compared under
 ``jax.jit`` (what users run) and eagerly: XLA may round a fused program
 differently from the same program op by op, so each side runs the same way
-(under ``jit``, ``log_q`` at ``t != 1`` may still differ by one ulp: see there).
+(under ``jit``, ``log_q`` at ``t != 1`` may still differ by one ulp: see there);
+JAX sums several ties and arrays larger than one block in another order: on
+those inputs the results agree within a few ulp.
 Then the public functions: fast paths on and off give the same arrays, the
 entry points (which skip ``prepare``) agree with the full path, and the gradient
 of ``logsumexp`` is still bitwise ``softmax``.
@@ -92,7 +94,23 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
 
 
-def _check(fast, generic, to_numpy, make, dtype, output_sets=OUTPUT_SETS, temperatures=TEMPERATURES, inputs=INPUTS):
+def _within_ulps(a, b, ulps) -> bool:
+    """Same shape, dtype and non-finite entries; finite entries within ``ulps``."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    finite = np.isfinite(b)
+    if not (np.array_equal(np.isfinite(a), finite) and np.array_equal(a[~finite], b[~finite], equal_nan=True)):
+        return False
+    spacing = np.spacing(np.abs(b[finite]).astype(b.dtype))
+    return bool(np.all(np.abs(a[finite] - b[finite]) <= ulps * spacing))
+
+
+def _check(
+    fast, generic, to_numpy, make, dtype, output_sets=OUTPUT_SETS, temperatures=TEMPERATURES, inputs=INPUTS, ulps=None
+):
+    """Bitwise, or where ``ulps(name, values, output)`` gives a number, within that many ulps."""
     failures = []
     for name, values, axis in inputs:
         x = make(values, dtype)
@@ -101,7 +119,9 @@ def _check(fast, generic, to_numpy, make, dtype, output_sets=OUTPUT_SETS, temper
                 got = fast(x, axis, t, outputs)
                 want = generic(x, axis, t, outputs)
                 for output, a, b in zip(outputs, got, want):
-                    if not _same(to_numpy(a), to_numpy(b)):
+                    a, b = to_numpy(a), to_numpy(b)
+                    allowed = ulps(name, values, output) if ulps else None
+                    if not (_same(a, b) if allowed is None else _within_ulps(a, b, allowed)):
                         failures.append(f"{name} {dtype} {outputs} t={t}: {output} differs")
     assert not failures, "\n".join(failures[:20])
 
@@ -278,8 +298,20 @@ def _jax():
     return jax, jnp
 
 
+def _jax_ulps(name, values, output):
+    """The JAX fast path adds the ties of the maximum after the sum (the generic
+    kernel sums them in order) and sums arrays above one block block by block:
+    on the random and tied inputs the sums of tens to thousands of terms then
+    agree to a few ulp (measured: lse 1, q 5, log_q 4; accuracy against the
+    exact values is the conformance suite's). Special values, the dominant
+    term and ``sign``: bitwise."""
+    if output == "sign" or not name.startswith(("random", "ties")):
+        return None
+    return 2 if output == "lse" else 8
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_fast_path_is_bitwise_generic_eagerly(dtype):
+def test_jax_fast_path_matches_generic_eagerly(dtype):
     jax, jnp = _jax()
     _check(
         lambda x, axis, t, outputs: _fastpaths.jax_kernel(jnp, x, None, axis, t, outputs),
@@ -290,6 +322,7 @@ def test_jax_fast_path_is_bitwise_generic_eagerly(dtype):
         # every output once (eager JAX dispatches op by op: keep it short)
         output_sets=[("lse", "sign", "log_q", "q")],
         temperatures=[1.0, 3.0],
+        ulps=_jax_ulps,
     )
 
 
@@ -297,7 +330,8 @@ def test_jax_fast_path_is_bitwise_generic_eagerly(dtype):
 def test_jax_fast_path_matches_generic_under_jit(dtype):
     """Under ``jit`` the two are different XLA programs, and XLA fuses
     ``(x - m) / t - log_sum`` differently in each: ``log_q`` at ``t != 1`` may
-    differ by one ulp there. Everything else is bitwise."""
+    differ by one ulp there. Everything else is bitwise, except as
+    :func:`_jax_ulps` says."""
     jax, jnp = _jax()
     outputs = ("lse", "sign", "log_q", "q")
     failures = []
@@ -309,7 +343,8 @@ def test_jax_fast_path_matches_generic_under_jit(dtype):
             fast = jax.jit(lambda v: _fastpaths.jax_kernel(jnp, v, None, axis, t, outputs))
             generic = jax.jit(lambda v: _kernel.kernel(jnp, v, None, axis, t, outputs))
             for output, a, b in zip(outputs, fast(x), generic(x)):
-                if _same(a, b):
+                allowed = _jax_ulps(name, values, output)
+                if _same(a, b) or (allowed is not None and _within_ulps(a, b, allowed)):
                     continue
                 if output == "log_q" and t != 1.0:
                     a, b = np.asarray(a), np.asarray(b)

@@ -3,8 +3,9 @@
 Every function here has the signature of :func:`smoothmax._kernel.kernel`
 (``xp, x, weights, axis, temperature, outputs``) and returns the generic
 kernel's results: bitwise on NumPy and PyTorch (but for PyTorch's ``lse`` alone
-on large inputs, and ``q`` with several threads: see below), and on JAX
-(eagerly; under ``jit`` up to one ulp in ``log_q`` at ``t != 1``, see below);
+on large inputs, and ``q`` with several threads: see below), and on JAX up to
+one block (eagerly; under ``jit`` up to one ulp in ``log_q`` at ``t != 1``;
+JAX sums several ties and larger arrays in another order, see below);
 ``tests/test_fastpaths.py`` checks each backend on the special values and on
 random inputs. A fast path only takes the common
 case (no weights, ``temperature > 0``, outputs ``lse``/``sign``/``q``/``log_q``,
@@ -41,10 +42,15 @@ What the fast paths change is mostly how the same numbers are computed:
   few, take the exact path. The adapter's backward uses PyTorch's fused softmax
   and log-softmax backward kernels where only ``softmax``/``log_softmax`` have
   cotangents.
-* JAX: no ``argmax``, no gather, no full-size pivot mask: the ties of the
-  maximum are counted, and calls with several ties in a slice, ``+inf`` or
-  NaN take the generic kernel through ``lax.cond``. Under ``jit`` XLA compiles
-  the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
+* JAX: no ``argmax``, no gather, no full-size pivot mask: the sum leaves out
+  every tie of the maximum and the ties are counted; the other ties' exact 1s
+  are added after it. Sum and count run block by block (``lax.map`` over
+  cache-sized blocks of whole slices, of columns, or of chunks along a long
+  axis), where XLA's CPU backend keeps the temporaries of two sibling
+  reductions in cache. Non-finite maxima recompute the reduced arrays in a
+  rare ``lax.cond`` branch; ``q``/``log_q`` are elementwise after it. Under
+  ``jit`` XLA compiles the two programs separately; ``log_q`` at ``t != 1``
+  may differ by one ulp.
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
   int, or None on 1-d input) and ``keepdims`` go straight to the kernel after
@@ -633,58 +639,200 @@ def _torch_rest_without_ones(
 def jax_kernel(
     xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """The kernel for JAX arrays, in operations XLA's CPU backend fuses into its reductions.
+    """The kernel for JAX arrays: the generic kernel's sum in cache-sized blocks.
 
     No ``argmax`` (a variadic reduction XLA runs slowly on CPU), no gather, no
-    pivot mask: with ``d = (x - m) / t`` the terms with ``d == 0`` are the ties of
-    the maximum, so ``sum(where(d == 0, 0, exp(d)))`` is the generic kernel's sum
-    without the pivot wherever each slice has exactly one tie, and XLA fuses it
-    with the count of ties into one pass. Slices with several ties or a
-    non-finite maximum (``+inf``, all ``-inf``, NaN) make the whole call take the
-    generic kernel through ``lax.cond`` (under ``vmap`` both branches run).
+    pivot mask: with ``d = (x - m) / t`` the terms with ``d == 0`` are the
+    ``k`` ties of the maximum, so ``sum(exp(d) * (d < 0))`` is the generic
+    kernel's sum without the pivot (the summed values are the same, element
+    for element) less the ``k - 1`` other ties, each exactly ``exp(0) = 1``,
+    which are added back.
+
+    Blocks: XLA's CPU backend fuses one reduction into ``exp`` well, but
+    writes the inputs of two sibling reductions (the sum and the count of
+    ties) to full-size temporaries; over a large array that traffic costs 3-6x
+    ``jax.nn.logsumexp``. Run block by block (``lax.map`` over ~256 KiB
+    blocks), the temporaries stay in cache and ``x`` is read from memory once
+    per pass. Slices up to a block are reduced whole, an outer axis in blocks
+    of columns, a long axis in chunks after one ``max`` over the whole array.
+
+    Non-finite maxima (``+inf``, all ``-inf``, NaN) are rare: where there are
+    any, ``lax.cond`` recomputes the reduced arrays with ``d`` set to 0 on the
+    ties (``inf - inf`` would be NaN), or ``-inf`` on slices with no entries;
+    the generic kernel's results follow from the same formulas. The full-size
+    outputs ``q``, ``log_q`` are computed elementwise after the reduction, where
+    XLA fuses them into what consumes them.
     """
     if _declines(x, weights, axis, temperature, outputs) or x.dtype not in _jax_floats():
         return _generic(xp, x, weights, axis, temperature, outputs)
     import jax
 
-    t = temperature
-    maximum = xp.max(x, axis=axis, keepdims=True)
-    shifted = x - maximum
-    if t != 1.0:
-        shifted = shifted / _kernel._constant(xp, t, x)
-    scaled = xp.exp(shifted)
-    tie = shifted == 0
-    zero = _kernel._constant(xp, 0.0, x)
-    one = _kernel._constant(xp, 1.0, x)
-    rest = xp.sum(xp.where(tie, zero, scaled), axis=axis, keepdims=True)
-    # counted in x's dtype: XLA reduces it fast (an integer count became a
-    # full-size int64 array); any count above one still compares unequal to 1
-    ties = xp.sum(xp.where(tie, one, zero), axis=axis, keepdims=True)
-    fast_ok = xp.all(ties == 1) & xp.all(xp.isfinite(maximum))
+    shape = x.shape
+    n = shape[axis]
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1 :])
+    block = max(1024, BLOCK_BYTES // x.dtype.itemsize)
+    keep = shape[:axis] + (1,) + shape[axis + 1 :]
 
+    def reduce(x: Any, exact_ties: bool) -> tuple[Any, Any, Any]:
+        # rows (outer, n) where inner == 1: XLA fuses reductions over a trailing unit axis less well
+        slices = xp.reshape(x, (outer, n) if inner == 1 else (outer, n, inner))
+        # flat: XLA may give a (..., 1, ...) array out of lax.cond a permuted
+        # layout, which the fused consumers then read slowly
+        return tuple(xp.reshape(value, (-1,)) for value in _jax_reduce(xp, slices, temperature, block, exact_ties))
+
+    def finite_maxima(x: Any, maximum: Any, rest: Any, ties: Any) -> tuple[Any, ...]:
+        return x, maximum, maximum, rest, ties
+
+    def other_maxima(x: Any, maximum: Any, rest: Any, ties: Any) -> tuple[Any, ...]:
+        # A slice with +inf: uniform on its +inf entries, as the generic kernel's
+        # limit; they become 0 and the rest -inf, with LSE still +inf.
+        neg_inf = _kernel._constant(xp, -math.inf, x)
+        zero = _kernel._constant(xp, 0.0, x)
+        positive_inf = xp.reshape(maximum == math.inf, keep)
+        x = xp.where(positive_inf, xp.where(x == math.inf, zero, neg_inf), x)
+        shift, rest, ties = reduce(x, True)
+        # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
+        return x, maximum, xp.where(shift == -math.inf, zero, shift), rest, ties
+
+    maximum, rest, ties = reduce(x, False)
+    finite = xp.all(xp.isfinite(maximum))
+    if not isinstance(finite, jax.core.Tracer):
+        branch = finite_maxima if bool(finite) else other_maxima
+        x, maximum, shift, rest, ties = branch(x, maximum, rest, ties)
+    else:
+        # Rare non-finite maxima in a branch of their own: selects in the common
+        # path's full-size operations would keep XLA from fusing them.
+        x, maximum, shift, rest, ties = jax.lax.cond(finite, finite_maxima, other_maxima, x, maximum, rest, ties)
+    # the other ties (none on a slice without entries); NaN stays NaN (under jit
+    # XLA turns exp(d) * (d < 0) into a select, which drops NaN terms)
+    rest = rest + xp.maximum(xp.astype(ties, x.dtype) - 1, _kernel._constant(xp, 0.0, x))
+    rest = xp.where(xp.isnan(maximum), maximum, rest)
+    maximum, shift, rest = (xp.reshape(value, keep) for value in (maximum, shift, rest))
+    return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs)
+
+
+def _jax_shifted(xp: Any, x: Any, maximum: Any, t: float, exact_ties: bool) -> Any:
+    """``d = (x - m) / t``; with ``exact_ties``, 0 on the ties and ``-inf``
+    everywhere on a slice with no entries (``m = -inf``), where ``x - m`` is NaN."""
+    if exact_ties:
+        on_ties = xp.where(maximum == -math.inf, _kernel._constant(xp, -math.inf, x), _kernel._constant(xp, 0.0, x))
+        shifted = xp.where(x == maximum, on_ties, x - maximum)
+    else:
+        shifted = x - maximum
+    return shifted if t == 1.0 else shifted / _kernel._constant(xp, t, x)
+
+
+def _jax_sums(xp: Any, x3: Any, maximum: Any, t: float, exact_ties: bool) -> tuple[Any, Any]:
+    """``sum(exp(d) * (d < 0))`` and the count of ``d < 0`` along axis 1 of ``x3``.
+
+    ``d < 0`` as a float factor, not a ``where``: XLA keeps the product in the
+    fused reduction (a select is written out first)."""
+    shifted = _jax_shifted(xp, x3, maximum, t, exact_ties)
+    below = xp.astype(shifted < 0, x3.dtype)
+    rest = xp.sum(xp.exp(shifted) * below, axis=1, keepdims=True)
+    return rest, xp.sum(below, axis=1, keepdims=True)
+
+
+def _jax_whole_slices(xp: Any, slices: Any, t: float, exact_ties: bool) -> tuple[Any, Any, Any]:
+    """``(maximum, rest, ties)`` along axis 1, of slices held whole."""
+    maximum = xp.max(slices, axis=1, keepdims=True)
+    rest, below = _jax_sums(xp, slices, maximum, t, exact_ties)
+    return maximum, rest, slices.shape[1] - below  # counts below 2**24 (a block): exact in float32
+
+
+def _jax_reduce(xp: Any, slices: Any, t: float, block: int, exact_ties: bool) -> tuple[Any, Any, Any]:
+    """``(maximum, rest, ties)`` along axis 1 of ``slices`` ((outer, n) or
+    (outer, n, inner)), keepdims, computed block by block."""
+    import jax
+
+    outer, n = slices.shape[:2]
+    size = math.prod(slices.shape[1:])
+    if slices.size <= block:
+        return _jax_whole_slices(xp, slices, t, exact_ties)
+    if size <= block:
+        # Blocks of whole slices along the leading axis; the tail on its own.
+        per_block = block // size
+        count = outer // per_block
+        head = xp.reshape(slices[: count * per_block], (count, per_block) + slices.shape[1:])
+        parts = jax.lax.map(lambda part: _jax_whole_slices(xp, part, t, exact_ties), head)
+        parts = [xp.reshape(part, (count * per_block,) + part.shape[2:]) for part in parts]
+        if count * per_block < outer:
+            tail = _jax_whole_slices(xp, slices[count * per_block :], t, exact_ties)
+            parts = [xp.concat((part, end), axis=0) for part, end in zip(parts, tail)]
+        return tuple(parts)
+    inner = size // n
+    width = min(inner, max(_JAX_MIN_COLUMNS, block // n))
+    if inner > 1 and n * width <= 4 * block:
+        return _jax_column_blocks(xp, slices, t, width, exact_ties)
+    # Long slices: one max over the whole array, then chunks along the axis
+    # whose partial sums add up (per chunk counts stay exact; their total is
+    # taken in integers).
+    maximum = xp.max(slices, axis=1, keepdims=True)
+    per_chunk = max(1, block // (slices.size // n))
+    count = n // per_chunk
+
+    def chunk_sums(index: Any) -> tuple[Any, Any]:
+        chunk = jax.lax.dynamic_slice_in_dim(slices, index * per_chunk, per_chunk, axis=1)
+        return _jax_sums(xp, chunk, maximum, t, exact_ties)
+
+    rests, belows = jax.lax.map(chunk_sums, xp.arange(count))
+    rest = xp.sum(rests, axis=0)
+    below = xp.sum(xp.astype(belows, xp.int64 if jax.config.jax_enable_x64 else xp.int32), axis=0)
+    if count * per_chunk < n:
+        tail_rest, tail_below = _jax_sums(xp, slices[:, count * per_chunk :], maximum, t, exact_ties)
+        rest = rest + tail_rest
+        below = below + xp.astype(tail_below, below.dtype)
+    return maximum, rest, n - below
+
+
+#: Columns per block of an outer axis: XLA vectorizes across contiguous columns.
+_JAX_MIN_COLUMNS = 128
+
+
+def _jax_column_blocks(xp: Any, slices: Any, t: float, width: int, exact_ties: bool) -> tuple[Any, Any, Any]:
+    """``(maximum, rest, ties)`` along axis 1 of ``slices`` (outer, n, inner), in
+    blocks of ``width`` columns of each outer index; the last columns on their own."""
+    import jax
+
+    outer, n, inner = slices.shape
+    columns = inner // width
+
+    def column_block(index: Any) -> tuple[Any, Any, Any]:
+        start = (index // columns, 0, (index % columns) * width)
+        return _jax_whole_slices(xp, jax.lax.dynamic_slice(slices, start, (1, n, width)), t, exact_ties)
+
+    parts = jax.lax.map(column_block, xp.arange(outer * columns))
+    # (outer * columns, 1, 1, width) -> (outer, 1, columns * width)
+    parts = [
+        xp.reshape(xp.permute_dims(xp.reshape(part, (outer, columns, 1, width)), (0, 2, 1, 3)), (outer, 1, columns * width))
+        for part in parts
+    ]
+    if columns * width < inner:
+        tail = _jax_whole_slices(xp, slices[:, :, columns * width :], t, exact_ties)
+        parts = [xp.concat((part, end), axis=2) for part, end in zip(parts, tail)]
+    return tuple(parts)
+
+
+def _jax_outputs(
+    xp: Any, x: Any, maximum: Any, shift: Any, rest: Any, t: float, outputs: tuple[str, ...]
+) -> tuple[Any, ...]:
+    """The named outputs from the maximum, the shift (the maximum where finite) and
+    the sum without the pivot, with the generic kernel's formulas."""
+    one = _kernel._constant(xp, 1.0, x)
     log_sum = xp.log1p(rest)
-    total = one + rest
     results: dict[str, Any] = {}
     for name in outputs:
         if name == "lse":
             results[name] = maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, x) * log_sum
         elif name == "sign":
-            results[name] = _kernel._sign(xp, total)
+            # the sum of a slice with no entries is 0
+            results[name] = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), _kernel._sign(xp, one + rest))
         elif name == "q":
-            results[name] = scaled / total
+            results[name] = xp.exp(_jax_shifted(xp, x, shift, t, False)) / (one + rest)
         else:  # log_q
-            results[name] = shifted - log_sum
-    fast = tuple(results[name] for name in outputs)
-    if not isinstance(fast_ok, jax.core.Tracer):
-        # Eager: decide here, so that the fallback runs op by op like the generic
-        # kernel itself (XLA may round a compiled branch differently).
-        return fast if bool(fast_ok) else _generic(xp, x, None, axis, t, outputs)
-    return jax.lax.cond(
-        fast_ok,
-        lambda operand: operand[0],
-        lambda operand: _generic(xp, operand[1], None, axis, t, outputs),
-        (fast, x),
-    )
+            results[name] = _jax_shifted(xp, x, shift, t, False) - log_sum
+    return tuple(results[name] for name in outputs)
 
 
 _JAX_FLOATS: list[Any] = []
