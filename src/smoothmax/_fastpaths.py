@@ -9,8 +9,8 @@ JAX sums several ties and larger arrays in another order, see below);
 ``tests/test_fastpaths.py`` checks each backend on the special values and on
 random inputs. A fast path only takes the common
 case (no weights, ``temperature > 0``, outputs ``lse``/``sign``/``q``/``log_q``,
-finite maxima, one arg-max per slice) and hands everything else, as a whole
-or per block, to the generic kernel. The pivot trick stays: the sum always
+finite maxima, one arg-max per slice; JAX's takes ties and non-finite maxima
+too) and hands everything else, as a whole or per block, to the generic kernel. The pivot trick stays: the sum always
 excludes exactly the one pivot term ``exp(0) = 1`` (but for PyTorch's large
 ``lse`` alone on slices whose result cannot be near 0, see below).
 
