@@ -80,6 +80,21 @@ def with_entries(builder: Builder, positions: dict[Any, float]) -> Builder:
     return build
 
 
+def rows_with_dominant(rows: int, n: int, dominant: int, scale: float = 3.0) -> Builder:
+    """``rows`` slices of ``n`` draws from N(0, scale^2), the last ``dominant`` of them
+    replaced by one 0 (at a different place in each) among ``-40``s: large enough
+    for the backends' large-input fast paths, with a few slices that need the pivot."""
+
+    def build(dtype: str, rng: np.random.Generator) -> np.ndarray:
+        values = rng.normal(0.0, scale, (rows, n))
+        for row in range(rows - dominant, rows):
+            values[row] = -40.0
+            values[row, (17 * row) % n] = 0.0
+        return values
+
+    return build
+
+
 def _inputs(**arrays: Values) -> Builder:
     built = {name: _builder(values) for name, values in arrays.items() if values is not None}
 
@@ -235,6 +250,8 @@ def _logsumexp_cases() -> list[CaseSpec]:
             tolerance=bounds.faithful_summation_bound(
                 2.25, "torch.sum of the 9999 equal terms e^-30 errs by 2.07 ulp by itself in float64 "
                       "(measured; NumPy's pairwise sum is within 0.2)")),
+        lse("dominant/rows-70x1000", "70 slices of 1000 (the large-input fast paths): 63 drawn from "
+            "N(0, 3^2), 7 of [0] + [-40]*999", rows_with_dominant(70, 1000, 7), dtypes=FLOAT32_AND_64),
         lse("dominant/offset-max", "dominant term at -3: the result rounds to about -3",
             [-3.0] + [-43.0] * 10),
         lse("subnormal-result", "LSE = log1p(exp(-a)) is subnormal in the dtype", SUBNORMAL_RESULT),
@@ -333,6 +350,8 @@ def _probability_cases(make: Callable[..., CaseSpec], name: str) -> list[CaseSpe
         make("dominant/0-and-10x-40", f"{name}([0] + [-40]*10): the dominant entry is 1 - 4.2e-17",
              [0.0] + [-40.0] * 10),
         make("dominant/0-20-20-30", "one dominant term", [0.0, -20.0, -20.0, -30.0]),
+        make("dominant/rows-70x1000", "70 slices of 1000 on a grid (the large-input fast paths), 7 of "
+             "them one dominant term", exact_differences(rows_with_dominant(70, 1000, 7)), dtypes=("float32",)),
         make("ties/3-equal", "three equal entries: 1/3 each", [1.0, 1.0, 1.0]),
         make("axis/0-of-2d", "axis=0 of a (4, 6) array", exact_differences(normal((4, 6))), axis=0),
         make("axis/0-2-of-3d", "axis=(0, 2) of a (3, 4, 5) array", exact_differences(normal((3, 4, 5))),
