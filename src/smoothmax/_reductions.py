@@ -10,6 +10,15 @@ from ._prepare import prepare
 Axis = "int | tuple[int, ...] | None"
 
 
+def _entry(name: str, x: Any, axis: Any, keepdims: bool, temperature: Any) -> Any:
+    """The fast entry point's result (``smoothmax._fastpaths``) for a call at ``t = 1``
+    with nothing but ``axis``/``keepdims``, or None where the full path must run."""
+    if temperature.__class__ not in (float, int) or temperature != 1:
+        return None
+    entry = _ENTRIES.get(x.__class__)  # the hot path: a dict lookup
+    return None if entry is None else entry(name, x, axis, keepdims)
+
+
 def logsumexp(
     x: Any,
     /,
@@ -93,12 +102,10 @@ def logsumexp(
     >>> float(logsumexp(np.array([1.0, 5.0, 3.0]), temperature=0))
     5.0
     """
-    if b is None and where is None and not return_sign and temperature.__class__ in (float, int) and temperature == 1:
-        entry = _ENTRIES.get(x.__class__)  # the hot path (smoothmax._fastpaths): a dict lookup
-        if entry is not None:
-            value = entry("lse", x, axis, keepdims)
-            if value is not None:
-                return value
+    if b is None and where is None and not return_sign:
+        value = _entry("lse", x, axis, keepdims, temperature)
+        if value is not None:
+            return value
     prepared = prepare(x, axis, b=b, where=where, temperature=temperature)
     names = ("lse", "sign") if (return_sign or b is not None) else ("lse",)
     values = prepared.run(names)
@@ -165,12 +172,10 @@ def softmax(
     >>> softmax(np.array([-np.inf, -np.inf]))
     array([0., 0.])
     """
-    if where is None and temperature.__class__ in (float, int) and temperature == 1:
-        entry = _ENTRIES.get(x.__class__)
-        if entry is not None:
-            value = entry("q", x, axis, False)
-            if value is not None:
-                return value
+    if where is None:
+        value = _entry("q", x, axis, False, temperature)
+        if value is not None:
+            return value
     prepared = prepare(x, axis, where=where, temperature=temperature)
     return prepared.full(prepared.run(("q",))["q"])
 
@@ -217,11 +222,9 @@ def log_softmax(
     >>> np.exp(log_softmax(np.array([1.0, 2.0, 3.0]))).round(4)
     array([0.09  , 0.2447, 0.6652])
     """
-    if where is None and temperature.__class__ in (float, int) and temperature == 1:
-        entry = _ENTRIES.get(x.__class__)
-        if entry is not None:
-            value = entry("log_q", x, axis, False)
-            if value is not None:
-                return value
+    if where is None:
+        value = _entry("log_q", x, axis, False, temperature)
+        if value is not None:
+            return value
     prepared = prepare(x, axis, where=where, temperature=temperature)
     return prepared.full(prepared.run(("log_q",))["log_q"])
