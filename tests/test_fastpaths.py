@@ -161,8 +161,11 @@ def test_torch_fast_path_is_bitwise_generic(dtype):
     import array_api_compat.torch as xp
 
     def fast(x, axis, t, outputs):
-        if outputs == ("lse",) and t == 1.0 and x.numel() > _fastpaths._TORCH_SMALL:
-            # the exact path the large lse takes on slices where log(S) is not enough
+        if outputs == ("lse",) and (
+            (t == 1.0 and x.numel() > _fastpaths._TORCH_SMALL) or _fastpaths._torch_small_lse(x, axis, t) is not None
+        ):
+            # the exact path the large lse takes on slices where log(S) is not
+            # enough, and the one the small lse would take without NumPy
             return _fastpaths._torch_exact(torch, xp, x, axis, t, outputs)
         return _fastpaths.torch_kernel(xp, x, None, axis, t, outputs)
 
@@ -183,6 +186,37 @@ def test_torch_fast_path_is_bitwise_generic(dtype):
         )
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_small_lse_is_numpys(dtype):
+    """``lse`` alone of a small tensor along its last axis is NumPy's fast path on
+    the tensor's memory: bitwise the generic kernel on NumPy, within 2 ulp of it on
+    PyTorch (the two libraries' ``exp`` differ in the last bit; measured 2.0 on
+    ``[0] + [-40] * 10`` at ``t = 0.5``), special values the same."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.numpy as np_xp
+    import array_api_compat.torch as xp
+
+    taken = 0
+    for name, values, axis in INPUTS:
+        x = torch.from_numpy(values.astype(dtype))
+        for t in TEMPERATURES:
+            (got,) = _fastpaths.torch_kernel(xp, x, None, axis, t, ("lse",))
+            if _fastpaths._torch_small_lse(x, axis, t) is None:
+                continue
+            taken += 1
+            (numpy_generic,) = _kernel.kernel(np_xp, x.numpy(), None, axis, t, ("lse",))
+            (torch_generic,) = _kernel.kernel(xp, x, None, axis, t, ("lse",))
+            assert isinstance(got, torch.Tensor) and got.dtype == x.dtype
+            assert _same(got.numpy(), numpy_generic), (name, t)
+            assert _within_ulps(got.numpy(), torch_generic.numpy(), 2), (name, t)
+    assert taken >= 10 * len(TEMPERATURES)
+    # not taken: outer axes, gradients, transposed (non-contiguous) memory
+    x = torch.ones(3, 4, dtype=getattr(torch, dtype))
+    assert _fastpaths._torch_small_lse(x, 0, 1.0) is None
+    assert _fastpaths._torch_small_lse(x.T, 1, 1.0) is None
+    assert smoothmax.logsumexp(x.clone().requires_grad_(True), axis=1).grad_fn is not None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -310,9 +344,15 @@ def _jax_ulps(name, values, output):
     return 2 if output == "lse" else 8
 
 
+#: Both JAX paths: in one piece (arrays up to 2 MiB, all of INPUTS) and in blocks.
+JAX_PATHS = pytest.mark.parametrize("one_piece_bytes", [_fastpaths._JAX_SMALL_BYTES, 0], ids=["one-piece", "blocks"])
+
+
+@JAX_PATHS
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_fast_path_matches_generic_eagerly(dtype):
+def test_jax_fast_path_matches_generic_eagerly(dtype, one_piece_bytes, monkeypatch):
     jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
     _check(
         lambda x, axis, t, outputs: _fastpaths.jax_kernel(jnp, x, None, axis, t, outputs),
         lambda x, axis, t, outputs: _kernel.kernel(jnp, x, None, axis, t, outputs),
@@ -326,13 +366,15 @@ def test_jax_fast_path_matches_generic_eagerly(dtype):
     )
 
 
+@JAX_PATHS
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_fast_path_matches_generic_under_jit(dtype):
+def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, monkeypatch):
     """Under ``jit`` the two are different XLA programs, and XLA fuses
     ``(x - m) / t - log_sum`` differently in each: ``log_q`` at ``t != 1`` may
     differ by one ulp there. Everything else is bitwise, except as
     :func:`_jax_ulps` says."""
     jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
     outputs = ("lse", "sign", "log_q", "q")
     failures = []
     for name, values, axis in INPUTS:
@@ -356,8 +398,10 @@ def test_jax_fast_path_matches_generic_under_jit(dtype):
     assert not failures, "\n".join(failures[:20])
 
 
-def test_jax_fast_path_under_vmap():
+@JAX_PATHS
+def test_jax_fast_path_under_vmap(one_piece_bytes, monkeypatch):
     jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
     x = jnp.asarray(np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 0.0], [-INF, -INF, -INF]]))
     fast = jax.vmap(lambda v: _fastpaths.jax_kernel(jnp, v, None, 0, 1.0, ("lse", "q")))(x)
     generic = jax.vmap(lambda v: _kernel.kernel(jnp, v, None, 0, 1.0, ("lse", "q")))(x)
@@ -419,9 +463,10 @@ def test_public_functions_same_with_fast_paths_on_and_off(backend, monkeypatch):
     monkeypatch.setattr(_fastpaths, "ENABLED", False)
     off = _public_results(make)
     for (label, a), (_, b) in zip(on, off):
-        if name == "torch" and label == "lse":
-            # large inputs: m + log(S) where no cancellation is possible (see _torch_lse)
-            assert _within_ulps(to_numpy(a), to_numpy(b), 1)
+        if name == "torch" and label in ("lse", "lse-t"):
+            # large inputs: m + log(S) where no cancellation is possible (see
+            # _torch_lse); small ones along the last axis: NumPy's exp
+            assert _within_ulps(to_numpy(a), to_numpy(b), 2 if label == "lse-t" else 1), label
         else:
             assert _same(to_numpy(a), to_numpy(b)), label
 

@@ -145,6 +145,16 @@ def _may_need_derivative(x: torch.Tensor, weights: torch.Tensor | None) -> bool:
     return _forward_ad._current_level >= 0
 
 
+def plain_forward(x: torch.Tensor) -> bool:
+    """Whether :func:`kernel` on ``x`` alone (no weights) runs the plain forward:
+    no ``torch.compile``, no ``torch.func`` transform, no derivative to record."""
+    return not (
+        torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+        or _may_need_derivative(x, None)
+    )
+
+
 def kernel(
     x: torch.Tensor,
     weights: torch.Tensor | None,
