@@ -575,14 +575,15 @@ def _torch_exact(
         scaled = torch.exp(shifted) if "log_q" in outputs else shifted.exp_()
         negative_rest = torch.sum(off_ties.mul_(scaled), axis, keepdim=True)
         rest = torch.sub(0.0, negative_rest)  # 0 - s, not -s: a sum of nothing stays +0.0
-    log_sum = torch.log1p(rest)
+    log_sum = torch.log1p(rest) if "lse" in outputs or "log_q" in outputs else None
     results: dict[str, Any] = {}
     if outputs == ("lse",) and t == 1.0:
         return (log_sum.add_(maximum),)  # maximum + log_sum, in place
     if "lse" in outputs:
         results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype) * log_sum
     if "sign" in outputs or "q" in outputs:
-        total = rest + 1.0  # a Python scalar: no tensor to build (1 + rest, bitwise)
+        # 1 + rest, bitwise; a 0-d tensor, not the Python 1.0: wrapping a scalar costs ~1.5 us
+        total = torch.add(_torch_one(torch, x.dtype), rest)
         if "sign" in outputs:
             results["sign"] = _kernel._sign(xp, total)
         if "q" in outputs:
@@ -590,6 +591,17 @@ def _torch_exact(
     if "log_q" in outputs:
         results["log_q"] = shifted.sub_(log_sum)
     return tuple(results[name] for name in outputs)
+
+
+_TORCH_ONES: dict[Any, Any] = {}
+
+
+def _torch_one(torch: Any, dtype: Any) -> Any:
+    """A 0-d CPU tensor 1 of ``dtype``, made once (never written to)."""
+    one = _TORCH_ONES.get(dtype)
+    if one is None:
+        one = _TORCH_ONES[dtype] = torch.ones((), dtype=dtype)
+    return one
 
 
 def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) -> Any:
