@@ -163,7 +163,7 @@ def kernel(
 
     pivot = _pivot_mask(xp, index, axis, size, x.ndim)
     terms = scaled if weights is None else weights * scaled
-    rest = xp.sum(xp.where(pivot, zero, terms), axis=axis, keepdims=True)
+    rest = axis_sum(xp, xp.where(pivot, zero, terms), axis)
     empty = maximum == -math.inf
 
     if weights is None:
