@@ -78,3 +78,45 @@ def test_dominant_term_is_not_zero(xp):
     """Where max-shift code returns 0 (1e7 ulp off in float32), we return 4.2e-17."""
     got = float(xp.to_numpy(logsumexp(xp.asarray([0.0] + [-40.0] * 10, "float32"))))
     assert got == pytest.approx(10 * math.exp(-40), rel=2.5e-7)
+
+
+# --------------------------------------------------------------------------- the sum along an outer axis
+
+
+def _axis_sum(xp, values, dtype, axis):
+    import array_api_compat
+
+    from smoothmax import _kernel
+
+    array = xp.asarray(values, dtype)
+    return xp.to_numpy(_kernel.axis_sum(array_api_compat.array_namespace(array), array, axis)).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [999, 1000, 1023, 1025])
+def test_pairwise_sum_of_equal_terms_along_an_outer_axis(xp, dtype, n):
+    """``_kernel.axis_sum`` along axis 0 (the kernel's sum of the terms ``e_i``):
+    ``n`` equal terms ``e^-40``, the sum of a dominant term's slice, within 1 ulp
+    of ``math.fsum`` on every backend (measured: at most 0.58 ulp in float32, 1.0
+    in float64). NumPy's ``np.sum`` adds an outer axis row after row: 62 ulp in
+    float32 for ``n = 999``."""
+    term = float(np.exp(np.asarray(-40.0, dtype)))
+    got = _axis_sum(xp, np.full((n, 4), term), dtype, 0)
+    exact = math.fsum([term] * n)
+    assert got.shape == (1, 4)
+    error = np.abs(got - exact) / float(np.spacing(np.asarray(exact, dtype)))
+    assert error.max() <= 1.0, f"{error.max():.3f} ulp"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, axis", [((999, 3, 2), 0), ((5, 1025, 3), 1), ((3, 777), 0)])
+def test_pairwise_sum_error_bound(xp, dtype, shape, axis):
+    """The classical bound of a summation tree of depth ``d``: every term goes
+    through at most ``log2 n`` folds and ``log2 n + 1`` additions of the rows set
+    aside, so ``|error| <= (2 log2 n + 1) u sum|x|`` (``u = eps / 2``)."""
+    values = np.random.default_rng(8).standard_normal(shape).astype(dtype).astype(np.float64)
+    got = _axis_sum(xp, values, dtype, axis)
+    exact = np.apply_along_axis(math.fsum, axis, values)
+    n = shape[axis]
+    bound = (2 * math.log2(n) + 1) * np.finfo(dtype).eps / 2 * np.sum(np.abs(values), axis=axis)
+    assert np.all(np.abs(np.squeeze(got, axis) - exact) <= bound)

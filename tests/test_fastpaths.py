@@ -9,8 +9,8 @@ on large inputs is within one ulp instead: tested on its own). JAX is compared u
 ``jax.jit`` (what users run) and eagerly: XLA may round a fused program
 differently from the same program op by op, so each side runs the same way
 (under ``jit``, ``log_q`` at ``t != 1`` may still differ by one ulp: see there);
-JAX sums several ties and arrays larger than one block in another order: on
-those inputs the results agree within a few ulp.
+JAX sums several ties, arrays larger than one block and outer axes in another
+order: on those inputs the results agree within a few ulp.
 Then the public functions: fast paths on and off give the same arrays, the
 entry points (which skip ``prepare``) agree with the full path, and the gradient
 of ``logsumexp`` is still bitwise ``softmax``.
@@ -18,6 +18,7 @@ of ``logsumexp`` is still bitwise ``softmax``.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -46,12 +47,16 @@ def _inputs() -> list[tuple[str, np.ndarray, int]]:
         ((4, 5, 6), 1),
         ((3, 2000), 1),
         ((70_000,), 0),  # longer than a NumPy block: pairwise leaves
-        ((300, 300), 0),  # outer axis, slice larger than a block: carried chunks
+        ((300, 300), 0),  # outer axis, slice larger than a block: folded in pieces, rows set aside
         ((2, 40, 40), 1),
     ]:
         values = rng.standard_normal(shape) * 5
         cases.append((f"random{shape}/{axis}", values, axis))
         cases.append((f"ties{shape}/{axis}", np.round(values), axis))
+    # an outer axis with rows set aside by the folds and columns split across
+    # NumPy's blocks (its own Generator: the draws above stay as they were)
+    values = np.random.default_rng(4321).standard_normal((37, 3000)) * 5
+    cases += [("random(37, 3000)/0", values, 0), ("ties(37, 3000)/0", np.round(values), 0)]
     # exp(x - m) rounds to 1 off the maximum (m tiny), and sums too large to
     # count the ones from: the torch path falls back from its frac count
     near = np.zeros((200, 100))
@@ -332,14 +337,20 @@ def _jax():
     return jax, jnp
 
 
+#: Inputs reduced along an outer axis (one followed by axes longer than 1).
+OUTER_AXIS_INPUTS = frozenset(name for name, values, axis in INPUTS if math.prod(values.shape[axis + 1 :]) > 1)
+
+
 def _jax_ulps(name, values, output):
     """The JAX fast path adds the ties of the maximum after the sum (the generic
-    kernel sums them in order) and sums arrays above one block block by block:
-    on the random and tied inputs the sums of tens to thousands of terms then
-    agree to a few ulp (measured: lse 1, q 5, log_q 4; accuracy against the
-    exact values is the conformance suite's). Special values, the dominant
-    term and ``sign``: bitwise."""
-    if output == "sign" or not name.startswith(("random", "ties")):
+    kernel sums them in order), sums arrays above one block block by block,
+    and sums an outer axis with XLA's reduction where the generic kernel adds
+    pairwise (``_kernel.pairwise_sum``): on the random and tied inputs and along
+    outer axes the sums of tens to thousands of terms then agree to a few ulp
+    (measured: lse 1, q 5, log_q 5; accuracy against the exact values is the
+    conformance suite's). Other special values, the dominant term and
+    ``sign``: bitwise."""
+    if output == "sign" or not (name.startswith(("random", "ties")) or name in OUTER_AXIS_INPUTS):
         return None
     return 2 if output == "lse" else 8
 

@@ -252,6 +252,10 @@ def _logsumexp_cases() -> list[CaseSpec]:
                       "(measured; NumPy's pairwise sum is within 0.2)")),
         lse("dominant/rows-70x1000", "70 slices of 1000 (the large-input fast paths): 63 drawn from "
             "N(0, 3^2), 7 of [0] + [-40]*999", rows_with_dominant(70, 1000, 7), dtypes=FLOAT32_AND_64),
+        lse("dominant/rows-70x1000-axis0", "the same 70 slices of 1000 as columns, reduced along axis 0 "
+            "(an outer axis: NumPy sums it row after row, so a plain sum of the 999 terms e^-40 errs ~60 ulp "
+            "in float32)", lambda dtype, rng: rows_with_dominant(70, 1000, 7)(dtype, rng).T, axis=0,
+            dtypes=FLOAT32_AND_64),
         lse("dominant/offset-max", "dominant term at -3: the result rounds to about -3",
             [-3.0] + [-43.0] * 10),
         lse("subnormal-result", "LSE = log1p(exp(-a)) is subnormal in the dtype", SUBNORMAL_RESULT),

@@ -179,7 +179,7 @@ def _tempered_parts(xp: Any, x: Any, axis: int, temperature: float) -> tuple[Any
     """``chunk_parts`` at temperature ``t``: the block's maximum ``c`` (x's units) and
     the rest of ``(x - c) / t``, the kernel's exact differences."""
     if isinstance(x, np.ndarray):
-        fast = _numpy_parts(x, axis, temperature)
+        fast = _numpy_parts(xp, x, axis, temperature)
         if fast is not None:
             return fast
     if temperature == 1.0:
@@ -191,7 +191,7 @@ def _tempered_parts(xp: Any, x: Any, axis: int, temperature: float) -> tuple[Any
     return xp.where(finite, block_maximum, maximum), rest
 
 
-def _numpy_parts(x: np.ndarray, axis: int, temperature: float) -> tuple[np.ndarray, np.ndarray] | None:
+def _numpy_parts(xp: Any, x: np.ndarray, axis: int, temperature: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The same state, bit for bit, for a NumPy block whose slices all have a finite
     maximum (the common case), in 4 passes instead of ``chunk_parts``' ~10: no
     special-value rescaling, the exponentials computed in place and the pivot term
@@ -205,7 +205,7 @@ def _numpy_parts(x: np.ndarray, axis: int, temperature: float) -> tuple[np.ndarr
         np.divide(terms, x.dtype.type(temperature), out=terms)
     np.exp(terms, out=terms)
     np.put_along_axis(terms, index, 0, axis=axis)
-    return maximum, np.sum(terms, axis=axis, keepdims=True)
+    return maximum, _kernel.axis_sum(xp, terms, axis)  # chunk_parts' order: pairwise on an outer axis
 
 
 def _merge_tempered(xp: Any, a: tuple[Any, Any], b: tuple[Any, Any], temperature: float) -> tuple[Any, Any]:

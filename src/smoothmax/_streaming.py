@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from array_api_compat import device
 
-from ._kernel import _constant, _pivot_mask
+from ._kernel import _constant, _pivot_mask, axis_sum
 from ._backends import namespace
 from ._prepare import floating_dtypes, prepare
 
@@ -87,7 +87,7 @@ def chunk_parts(xp: Any, x: Any, axis: int) -> tuple[Any, Any]:
     shift = xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
     scaled = xp.exp(x - shift)
     pivot = _pivot_mask(xp, index, axis, size, x.ndim)
-    rest = xp.sum(xp.where(pivot, zero, scaled), axis=axis, keepdims=True)
+    rest = axis_sum(xp, xp.where(pivot, zero, scaled), axis)
     # NaN anywhere poisons both fields, whichever index argmax picked.
     maximum = xp.where(xp.isnan(rest), rest, maximum)
     return maximum, rest
