@@ -594,9 +594,8 @@ def _torch_small_lse(x: Any, axis: int, temperature: float) -> Any:
     if (
         not ENABLED
         or axis != x.ndim - 1
-        or x.numel() > _TORCH_SMALL
-        or x.numel() == 0
-        or x.device.type != "cpu"
+        or not 0 < x.numel() <= _TORCH_SMALL
+        or not x.is_cpu  # (``device.type`` costs ~0.3 us more)
         or not x.is_contiguous()
         or x.is_neg()
     ):
