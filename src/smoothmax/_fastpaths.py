@@ -953,12 +953,8 @@ def _jax_small(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -
     generic kernel's fix-ups of non-finite maxima inline (selects over a few
     elements cost less than a ``lax.cond``, which also keeps XLA from fusing the
     softmax's backward with its forward)."""
-    neg_inf = _kernel._constant(xp, -math.inf, x)
-    zero = _kernel._constant(xp, 0.0, x)
     maximum = xp.max(x, axis=axis, keepdims=True)
-    positive_inf = maximum == math.inf
-    x = xp.where(positive_inf, xp.where(x == math.inf, zero, neg_inf), x)
-    shift = xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
+    x, shift = _kernel.shift_at_limits(xp, x, maximum)
     shifted = x - shift
     if t != 1.0:
         shifted = shifted / _kernel._constant(xp, t, x)

@@ -119,6 +119,18 @@ def pairwise_sum(xp: Any, values: Any, axis: int) -> Any:
     return values if carry is None else values + carry
 
 
+def shift_at_limits(xp: Any, x: Any, maximum: Any) -> tuple[Any, Any]:
+    """``(x, shift)`` such that ``exp(x - shift)`` are the kernel's terms for any
+    ``maximum`` (keepdims) of ``x``: the maximum itself where finite; on a slice
+    with ``k`` entries ``+inf`` (the limit is uniform weight on them) those become
+    0 and the rest ``-inf``, shifted by 0; on an all ``-inf`` slice (empty after
+    masking) a shift of 0, so that ``exp`` gives 0, not NaN. NaN stays NaN."""
+    zero = _constant(xp, 0.0, x)
+    positive_inf = maximum == math.inf
+    x = xp.where(positive_inf, xp.where(x == math.inf, zero, _constant(xp, -math.inf, x)), x)
+    return x, xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
+
+
 def kernel(
     xp: Any,
     x: Any,
@@ -144,12 +156,7 @@ def kernel(
         return _empty_outputs(xp, x, axis, outputs)
     index = xp.argmax(x, axis=axis, keepdims=True)
     maximum = xp.take_along_axis(x, index, axis=axis)
-    # k entries +inf: the limit is uniform weight on them, so rescale those
-    # slices to 0 (the +inf entries) and -inf (the rest) before exponentiating.
-    positive_inf = maximum == math.inf
-    x = xp.where(positive_inf, xp.where(x == math.inf, zero, neg_inf), x)
-    # All -inf (empty after masking): shift by 0 so that exp gives 0, not NaN.
-    shift = xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
+    x, shift = shift_at_limits(xp, x, maximum)
 
     shifted = x - shift
     if t == 0.0:

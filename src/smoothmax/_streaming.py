@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from array_api_compat import device
 
-from ._kernel import _constant, _pivot_mask, axis_sum
+from ._kernel import _constant, _pivot_mask, axis_sum, shift_at_limits
 from ._backends import namespace
 from ._prepare import floating_dtypes, prepare
 
@@ -76,15 +76,12 @@ def chunk_parts(xp: Any, x: Any, axis: int) -> tuple[Any, Any]:
             xp.full(reduced, -math.inf, dtype=x.dtype, device=device(x)),
             xp.zeros(reduced, dtype=x.dtype, device=device(x)),
         )
-    neg_inf = _constant(xp, -math.inf, x)
     zero = _constant(xp, 0.0, x)
     index = xp.argmax(x, axis=axis, keepdims=True)
     maximum = xp.max(x, axis=axis, keepdims=True)  # the value at `index` (Dask has no take_along_axis)
     # +inf slices: rescale so that the +inf entries are 0 and the rest -inf;
     # `rest` then counts the further +inf entries (the 1/k of the softmax).
-    positive_inf = maximum == math.inf
-    x = xp.where(positive_inf, xp.where(x == math.inf, zero, neg_inf), x)
-    shift = xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
+    x, shift = shift_at_limits(xp, x, maximum)
     scaled = xp.exp(x - shift)
     pivot = _pivot_mask(xp, index, axis, size, x.ndim)
     rest = axis_sum(xp, xp.where(pivot, zero, scaled), axis)
