@@ -217,11 +217,21 @@ def test_torch_small_lse_is_numpys(dtype):
             assert _same(got.numpy(), numpy_generic), (name, t)
             assert _within_ulps(got.numpy(), torch_generic.numpy(), 2), (name, t)
     assert taken >= 10 * len(TEMPERATURES)
-    # not taken: outer axes, gradients, transposed (non-contiguous) memory
-    x = torch.ones(3, 4, dtype=getattr(torch, dtype))
+    # not taken: outer axes, gradients, transposed (non-contiguous) memory, negative-bit views
+    x = torch.arange(12, dtype=getattr(torch, dtype)).reshape(3, 4)
     assert _fastpaths._torch_small_lse(x, 0, 1.0) is None
     assert _fastpaths._torch_small_lse(x.T, 1, 1.0) is None
     assert smoothmax.logsumexp(x.clone().requires_grad_(True), axis=1).grad_fn is not None
+    negated = torch._neg_view(x)
+    assert _fastpaths._torch_small_lse(negated, 1, 1.0) is None
+    # (the torch kernel's exp there, NumPy's on -x)
+    assert _within_ulps(smoothmax.logsumexp(negated, axis=1).numpy(), smoothmax.logsumexp(-x, axis=1).numpy(), 2)
+    # taken under inference mode and no_grad, with the same values
+    expected = smoothmax.logsumexp(x, axis=1)
+    with torch.inference_mode():
+        assert torch.equal(smoothmax.logsumexp(x, axis=1), expected)
+    with torch.no_grad():
+        assert torch.equal(smoothmax.logsumexp(torch.nn.Parameter(x), axis=1), expected)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
