@@ -226,6 +226,10 @@ def test_torch_small_lse_is_numpys(dtype):
     assert _fastpaths._torch_small_lse(negated, 1, 1.0) is None
     # (the torch kernel's exp there, NumPy's on -x)
     assert _within_ulps(smoothmax.logsumexp(negated, axis=1).numpy(), smoothmax.logsumexp(-x, axis=1).numpy(), 2)
+    class Logged(torch.Tensor):  # a subclass: its __torch_function__ must see the ops
+        pass
+
+    assert _fastpaths._torch_small_lse(x.as_subclass(Logged), 1, 1.0) is None
     # taken under inference mode and no_grad, with the same values
     expected = smoothmax.logsumexp(x, axis=1)
     with torch.inference_mode():

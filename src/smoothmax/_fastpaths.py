@@ -583,6 +583,10 @@ def torch_kernel(
     return _torch_exact(torch, xp, x, axis, temperature, outputs)
 
 
+#: The tensor types whose memory the small-lse route reads with NumPy (not subclasses).
+_TORCH_PLAIN_TYPES: set[Any] = set()
+
+
 def _torch_small_lse(x: Any, axis: int, temperature: float) -> Any:
     """``lse`` along the last axis of a small contiguous CPU tensor, computed by
     NumPy on the tensor's own memory (no copy), as a ``(rows, 1)`` ndarray; None
@@ -591,8 +595,13 @@ def _torch_small_lse(x: Any, axis: int, temperature: float) -> Any:
     :func:`_torch_exact` here. (Only ``lse``: ``q`` comes from PyTorch's ``exp``
     everywhere, so that the gradient of ``logsumexp`` stays bitwise ``softmax``;
     NumPy's ``exp`` differs from it in the last bit.)"""
+    if not _TORCH_PLAIN_TYPES:
+        import torch
+
+        _TORCH_PLAIN_TYPES.update((torch.Tensor, torch.nn.Parameter))
     if (
         not ENABLED
+        or type(x) not in _TORCH_PLAIN_TYPES  # a subclass's __torch_function__ must see its ops
         or axis != x.ndim - 1
         or not 0 < x.numel() <= _TORCH_SMALL
         or not x.is_cpu  # (``device.type`` costs ~0.3 us more)
