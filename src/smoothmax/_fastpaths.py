@@ -905,6 +905,8 @@ def jax_kernel(
     """
     if _declines(x, weights, axis, temperature, outputs) or x.dtype not in _jax_floats():
         return _generic(xp, x, weights, axis, temperature, outputs)
+    if x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES:
+        return _jax_small(xp, x, axis, temperature, outputs)
     import jax
 
     shape = x.shape
@@ -935,8 +937,6 @@ def jax_kernel(
         # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
         return x, maximum, xp.where(shift == -math.inf, zero, shift), rest, ties
 
-    if x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES:
-        return _jax_small(xp, x, axis, temperature, outputs)
     maximum, rest, ties = reduce(x, False)
     finite = xp.all(xp.isfinite(maximum))
     if not isinstance(finite, jax.core.Tracer):
