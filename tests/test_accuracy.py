@@ -45,6 +45,12 @@ CASES = {
     "dominant [0]+[-40]*10": np.array([0.0] + [-40.0] * 10),
     "dominant [0,-20,-20,-30]": np.array([0.0, -20.0, -20.0, -30.0]),
     "dominant half [0]+[-12]*4": np.array([0.0] + [-12.0] * 4),
+    # equal terms: the roundings of their exp and of the sum lean the same way (smoothmax._refine)
+    "dominant [0]+[-40]*99": np.array([0.0] + [-40.0] * 99),
+    "dominant [0]+[-15]*999": np.array([0.0] + [-15.0] * 999),
+    "dominant [0]+[-7]*299": np.array([0.0] + [-7.0] * 299),
+    "dominant [0]+[-40]*13": np.array([0.0] + [-40.0] * 13),
+    "tiny max beside -5s": np.array([1.4757550987426855e-14, -5.0, -5.0]),
     "normal n=10": RNG.standard_normal(10),
     "normal n=1000": RNG.standard_normal(1000),
     "normal n=1e5": RNG.standard_normal(100_000),

@@ -34,6 +34,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernel
+from ._refine import refine_rest
 from ._streaming import chunk_parts, finalize_parts, merge_parts
 
 #: outputs of one value per slice; the others are full-size
@@ -205,7 +206,8 @@ def _numpy_parts(xp: Any, x: np.ndarray, axis: int, temperature: float) -> tuple
         np.divide(terms, x.dtype.type(temperature), out=terms)
     np.exp(terms, out=terms)
     np.put_along_axis(terms, index, 0, axis=axis)
-    return maximum, _kernel.axis_sum(xp, terms, axis)  # chunk_parts' order: pairwise on an outer axis
+    rest = _kernel.axis_sum(xp, terms, axis)  # chunk_parts' order: pairwise on an outer axis
+    return maximum, refine_rest(xp, x, maximum, rest, axis, temperature)
 
 
 def _merge_tempered(xp: Any, a: tuple[Any, Any], b: tuple[Any, Any], temperature: float) -> tuple[Any, Any]:

@@ -74,8 +74,9 @@ import os
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_lazy_array
 
-from . import _kernel
+from . import _kernel, _refine
 
 #: Switch for every fast path (read at each call).
 ENABLED: bool = os.environ.get("SMOOTHMAX_FASTPATHS", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -610,6 +611,19 @@ def _torch_small_lse(x: Any, axis: int, temperature: float) -> Any:
     ):
         return None
     return small_rows_lse((x.detach() if x.requires_grad else x).numpy().reshape(-1, x.shape[axis]), temperature)
+
+
+def _numpy_refined_small_lse(x: Any, axis: int, lse: Any) -> Any:
+    """:func:`_torch_small_lse`'s ``lse`` (an ndarray) refined with NumPy on the
+    tensor's memory, as the route computed it."""
+    if not _refine.may_need_refining(np, lse, 1.0):  # before the tensor's .numpy() view
+        return lse
+    xp = _NUMPY_NAMESPACE[0]
+    if xp is None:
+        import array_api_compat.numpy as xp
+
+        _NUMPY_NAMESPACE[0] = xp
+    return _refine.refine_lse(xp, (x.detach() if x.requires_grad else x).numpy(), lse, axis, 1.0)
 
 
 def _least(torch: Any, reduced: Any) -> float:
@@ -1153,6 +1167,7 @@ def _torch_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
     if name == "lse" and _torch.plain_forward(x):
         small = _torch_small_lse(x, working, 1.0)
         if small is not None:
+            small = _numpy_refined_small_lse(x, working, small)
             return _torch.torch.from_numpy(small.reshape(x.shape[:working] + ((1,) if keepdims else ())))
     (value,) = _torch.kernel(x, None, working, 1.0, (name,))
     if name == "lse" and not keepdims:
@@ -1173,6 +1188,8 @@ def _numpy_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
 
         _NUMPY_NAMESPACE[0] = xp
     (value,) = numpy_kernel(xp, x, None, working, 1.0, (name,))
+    if name == "lse":
+        value = _refine.refine_lse(xp, x, value, working, 1.0)
     if name == "lse" and not keepdims:
         value = value.reshape(x.shape[:working] + x.shape[working + 1 :])
     return value
@@ -1207,5 +1224,25 @@ _PLAIN_FAST_KERNELS = {
 
 def plain_kernel(xp: Any) -> Any:
     """The kernel ``f(xp, x, weights, axis, temperature, outputs)`` for namespace ``xp``:
-    its fast path where it has one, else the generic kernel."""
-    return _PLAIN_FAST_KERNELS.get(xp.__name__, _kernel.kernel)
+    its fast path where it has one, else the generic kernel; on eager arrays its
+    ``lse`` refined where one term dominates (:func:`smoothmax._refine.refine_lse`)."""
+    kernel = _PLAIN_FAST_KERNELS.get(xp.__name__, _kernel.kernel)
+
+    def refined_kernel(
+        xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
+    ) -> tuple[Any, ...]:
+        values = kernel(xp, x, weights, axis, temperature, outputs)
+        if weights is None and "lse" in outputs and not is_lazy_array(x):
+            return refined_lse(xp, x, values, axis, temperature, outputs)
+        return values
+
+    return refined_kernel
+
+
+def refined_lse(
+    xp: Any, x: Any, values: tuple[Any, ...], axis: int, temperature: float, outputs: tuple[str, ...]
+) -> tuple[Any, ...]:
+    """``values`` (a kernel's ``outputs`` on unweighted ``x``) with ``lse`` refined."""
+    position = outputs.index("lse")
+    lse = _refine.refine_lse(xp, x, values[position], axis, temperature)
+    return values[:position] + (lse,) + values[position + 1 :]

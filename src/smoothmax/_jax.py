@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from . import _refine
 from ._fastpaths import jax_kernel as _fast_jax_kernel
 from ._kernel import kernel as _plain_kernel
 from ._kernel import kernel_jvp, with_rule_inputs
@@ -26,7 +27,43 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     x = jnp.asarray(x)
     weights = None if weights is None else jnp.asarray(weights)
     # The generic kernel's results through XLA-friendly operations (smoothmax._fastpaths).
-    return _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
+    values = _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
+    if weights is None and "lse" in outputs and x.shape[axis] > 1 and _refine.applies(x, temperature):
+        position = outputs.index("lse")
+        lse = _refiner(axis, temperature)(x, values[position])
+        values = values[:position] + (lse,) + values[position + 1 :]
+    return values
+
+
+@functools.lru_cache(maxsize=None)
+def _refiner(axis: int, temperature: float) -> Any:
+    """``refine(x, lse)``: ``lse`` with the slices where one term dominates
+    recomputed in extended precision (smoothmax._refine), in a ``lax.cond``
+    taken only where some ``|lse|`` is small enough to need it. Under ``vmap``
+    a batched predicate would turn the cond into a select that always computes
+    the costly branch: the batching rule takes the cond once for the whole batch."""
+
+    def refine(x: Any, lse: Any) -> Any:
+        return jax.lax.cond(
+            jnp.any(_refine.candidates(jnp, lse, temperature)),
+            lambda x, lse: _refine.refine_lse_everywhere(jnp, x, lse, axis, temperature),
+            lambda x, lse: lse,
+            x,
+            lse,
+        )
+
+    refine = jax.custom_batching.custom_vmap(refine)
+
+    @refine.def_vmap
+    def _refine_batch(axis_size: int, in_batched: list[bool], x: Any, lse: Any) -> tuple[Any, bool]:
+        # batch axis first on both; the slices' axis moves one place right
+        x, lse = (
+            value if batched else jnp.broadcast_to(value, (axis_size,) + value.shape)
+            for value, batched in zip((x, lse), in_batched)
+        )
+        return _refiner(axis + 1, temperature)(x, lse), True
+
+    return refine
 
 
 @_logsumexp.defjvp
