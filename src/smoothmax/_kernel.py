@@ -101,22 +101,29 @@ def pairwise_sum(xp: Any, values: Any, axis: int) -> Any:
     same sums.
     """
 
+    if values.shape[axis] == 0:
+        return xp.sum(values, axis=axis, keepdims=True)  # zeros of the reduced shape
+
     def rows(array: Any, start: int, stop: int) -> Any:
         # a full index: the standard leaves indexing fewer axes than ndim unspecified
         return array[(slice(None),) * axis + (slice(start, stop),) + (...,)]
 
+    return fold_in_halves(values, values.shape[axis], rows, lambda a, b: a + b)
+
+
+def fold_in_halves(values: Any, n: int, rows: Any, add: Any) -> Any:
+    """The folds of :func:`pairwise_sum` over ``n >= 1`` rows of ``values``:
+    ``rows(values, start, stop)`` slices them (keeping the axis), ``add(a, b)``
+    adds two slices (any representation of a sum: compensated pairs too)."""
     carry = None
-    n = values.shape[axis]
     while n > 1:
         half = n // 2
         if n % 2:
             last = rows(values, n - 1, n)
-            carry = last if carry is None else carry + last
-        values = rows(values, 0, half) + rows(values, half, 2 * half)
+            carry = last if carry is None else add(carry, last)
+        values = add(rows(values, 0, half), rows(values, half, 2 * half))
         n = half
-    if n == 0:
-        return xp.sum(values, axis=axis, keepdims=True)  # zeros of the reduced shape
-    return values if carry is None else values + carry
+    return values if carry is None else add(values, carry)
 
 
 def shift_at_limits(xp: Any, x: Any, maximum: Any) -> tuple[Any, Any]:

@@ -271,15 +271,7 @@ def _compensated_pairwise_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
         total = a[0] + b[0]
         return total, a[1] + b[1] + two_sum_error(xp, a[0], b[0], total)
 
-    carry = None
-    n = high.shape[1]
-    while n > 1:
-        half = n // 2
-        if n % 2:
-            last = (high[:, n - 1 : n], low[:, n - 1 : n])
-            carry = last if carry is None else add(carry, last)
-        high, low = add((high[:, :half], low[:, :half]), (high[:, half : 2 * half], low[:, half : 2 * half]))
-        n = half
-    if carry is not None:
-        high, low = add((high, low), carry)
-    return high[:, 0:1], low[:, 0:1]
+    def rows(parts: tuple[Any, Any], start: int, stop: int) -> tuple[Any, Any]:
+        return parts[0][:, start:stop], parts[1][:, start:stop]
+
+    return _kernel.fold_in_halves((high, low), high.shape[1], rows, add)
