@@ -153,7 +153,9 @@ def applies(x: Any, temperature: float) -> bool:
 def _dominated(xp: Any, lse: Any, maximum: Any, t: float) -> Any:
     """Slices whose ``lse`` is mostly ``t log1p(rest)`` with ``rest < 1``: ``L = lse - m``
     in ``(0, t log 2)`` and ``-4 L <= m <= 2 L`` (NaN: False)."""
-    log_term = lse - maximum
+    finite = xp.isfinite(maximum)  # an infinite maximum: log_term 0, and no inf - inf
+    zero = _kernel._constant(xp, 0.0, lse)
+    log_term = xp.where(finite, lse, zero) - xp.where(finite, maximum, zero)
     return (
         (log_term > 0)
         & (log_term < _kernel._constant(xp, t * math.log(2.0), log_term))
