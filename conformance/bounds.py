@@ -198,18 +198,3 @@ def probability_bound(dtype: str, inputs: dict[str, np.ndarray], outputs: tuple[
 def log_probability_bound(dtype: str, inputs: dict[str, np.ndarray], outputs: tuple[np.ndarray, ...],
                           keywords: dict[str, Any], default: float) -> Bound:
     return probability_bound(dtype, inputs, outputs, keywords, default, log_output=True)
-
-
-def faithful_summation_bound(floor: float, reason: str):
-    """A floor for the faithful-``exp`` backends only (whose default is 2 ulp):
-    for cases where a backend's own summation, not the algorithm, is measured to
-    err beyond the contract's 2 ulp. The accurate backends keep their default."""
-
-    def bound(dtype: str, inputs: dict[str, np.ndarray], outputs: tuple[np.ndarray, ...],
-              keywords: dict[str, Any], default: float) -> Bound:
-        base = logsumexp_bound(dtype, inputs, outputs, keywords, default)
-        if default < 2.0 or base[0] >= floor:
-            return base
-        return floor, reason
-
-    return bound

@@ -245,11 +245,25 @@ def _logsumexp_cases() -> list[CaseSpec]:
         lse("dominant/0-20-20-30", "LSE([0, -20, -20, -30]) ~ 4.12e-9", [0.0, -20.0, -20.0, -30.0]),
         lse("dominant/0-and-4x-12", "LSE([0] + [-12]*4) ~ 2.46e-5, subnormal in float16",
             [0.0] + [-12.0] * 4),
-        lse("dominant/0-and-9999x-30", "one dominant term and many small ones: ~9.4e-10",
-            [0.0] + [-30.0] * 9_999,
-            tolerance=bounds.faithful_summation_bound(
-                2.25, "torch.sum of the 9999 equal terms e^-30 errs by 2.07 ulp by itself in float64 "
-                      "(measured; NumPy's pairwise sum is within 0.2)")),
+        lse("dominant/0-and-9999x-30", "one dominant term and many small ones: ~9.4e-10 (torch.sum of "
+            "the 9999 equal terms errs 2.07 ulp in float64 by itself)", [0.0] + [-30.0] * 9_999),
+        # Equal small terms: the roundings of their exp and of the sum all lean the same way.
+        lse("dominant/0-and-13x-40", "[0] + [-40]*13: NumPy's sum of the 13 equal terms errs 2.5 ulp of "
+            "the result in float64", [0.0] + [-40.0] * 13),
+        lse("dominant/tiny-max-and-x-5", "a maximum of 1.48e-14 beside -5s: x - m rounds, which exp turns "
+            "into 2.6 ulp of the result 0.0067 in float64 unless the rounding is carried",
+            [1.4757550987426855e-14, -5.0, -5.0, -6.0]),
+        lse("dominant/0-and-99x-40", "[0] + [-40]*99 ~ 4.2e-16: NumPy's blocked sum of the 99 equal terms "
+            "errs 4.3 ulp of the result in float32 by itself", [0.0] + [-40.0] * 99),
+        lse("dominant/0-and-999x-15", "[0] + [-15]*999 ~ 3.1e-4: the sum of the equal terms errs 2.8 ulp "
+            "in float64 (NumPy)", [0.0] + [-15.0] * 999),
+        lse("dominant/0-and-299x-7", "[0] + [-7]*299 ~ 0.24: the terms are not small, the result is still "
+            "mostly their sum (2.1 ulp in float32 from NumPy's sum)", [0.0] + [-7.0] * 299),
+        lse("dominant/0-and-4095x-40", "[0] + [-40]*4095 ~ 1.7e-14: 2.6 ulp in float64 from NumPy's sum",
+            [0.0] + [-40.0] * 4095),
+        lse("dominant/rows-70x1000-last-axis", "the 70 slices of 1000 of dominant/rows-70x1000 reduced "
+            "along the last axis: the fast paths' row sums (1.7 ulp in float32 from NumPy's)",
+            rows_with_dominant(70, 1000, 7), axis=-1, dtypes=FLOAT32_AND_64),
         lse("dominant/rows-70x1000", "70 slices of 1000 (the large-input fast paths): 63 drawn from "
             "N(0, 3^2), 7 of [0] + [-40]*999", rows_with_dominant(70, 1000, 7), dtypes=FLOAT32_AND_64),
         lse("dominant/rows-70x1000-axis0", "the same 70 slices of 1000 as columns, reduced along axis 0 "

@@ -271,6 +271,9 @@ def _logcumsumexp_cases() -> list[CaseSpec]:
         scan("reverse-axis0/30x2", "suffix sums along axis 0", normal((30, 2), 3.0), axis=0, reverse=True),
         scan("dominant/0-then-40x-40", "a dominant first term: prefixes 0 + log1p(k e^-40)",
              fixed([0.0] + [-40.0] * 40)),
+        scan("dominant/tiny-max-then-x-5", "the running max 1.48e-14 and then -5: the gap -5 - 1.48e-14 "
+             "rounds, which exp turns into 2.6 ulp of the prefix 0.0067 (float64) unless carried",
+             fixed([1.4757550987426855e-14, -5.0, -5.0, -6.0])),
         scan("special-values", "-inf entries absent, +inf and NaN carry forward",
              fixed([[-INF, -INF, 0.0, -INF, 1.0], [0.0, INF, 1.0, INF, -INF], [0.0, 1.0, NAN, 2.0, 3.0],
                     [-INF, -INF, -INF, -INF, -INF]])),
