@@ -107,15 +107,19 @@ def refine_rest(xp: Any, x: Any, maximum: Any, rest: Any, axis: int, temperature
     return xp.reshape(flat, rest.shape)
 
 
-def refine_lse_everywhere(xp: Any, x: Any, lse: Any, axis: int, temperature: float) -> Any:
+def refine_lse_everywhere(
+    xp: Any, x: Any, lse: Any, axis: int, temperature: float, compensated_sum: Any = None
+) -> Any:
     """:func:`refine_lse` without copying slices out (for traced arrays): every
     slice is recomputed, and kept where it needs refining. The caller runs it
-    only where some ``|lse|`` is below the candidate bound (:func:`candidates`)."""
+    only where some ``|lse|`` is below the candidate bound (:func:`candidates`).
+    ``compensated_sum(xp, high, low)``: as :func:`_compensated_pairwise_sum` (JAX
+    passes one ``lax.reduce``, which compiles faster than the folds)."""
     n = x.shape[axis]
     slices = xp.reshape(xp.moveaxis(x, axis, -1), (-1, n))
     flat = xp.reshape(lse, (-1,))
     dominated = _dominated(xp, flat, xp.max(slices, axis=1), temperature)
-    refined = _extended_lse(xp, slices, temperature)
+    refined = _extended_lse(xp, slices, temperature, compensated_sum)
     return xp.reshape(xp.where(dominated, refined, flat), lse.shape)
 
 
@@ -164,10 +168,10 @@ def _dominated(xp: Any, lse: Any, maximum: Any, t: float) -> Any:
     )
 
 
-def _extended_lse(xp: Any, slices: Any, t: float) -> Any:
+def _extended_lse(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> Any:
     """``t * log(sum(exp(slices / t), axis=1))`` of float rows with finite maxima,
     to about one rounding: float32 through float64, float64 in double-double."""
-    maximum, rest_high, rest_low = _extended_rest(xp, slices, t)
+    maximum, rest_high, rest_low = _extended_rest(xp, slices, t, compensated_sum)
     log_sum = xp.log1p(rest_high)
     if rest_low is not None:
         log_sum = log_sum + rest_low / (_kernel._constant(xp, 1.0, rest_high) + rest_high)
@@ -175,7 +179,7 @@ def _extended_lse(xp: Any, slices: Any, t: float) -> Any:
     return xp.astype(value[:, 0], slices.dtype)
 
 
-def _extended_rest(xp: Any, slices: Any, t: float) -> tuple[Any, Any, Any]:
+def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> tuple[Any, Any, Any]:
     """``(m, high, low)``: the maximum of each row and the sum of the other terms
     ``exp((x - m) / t)`` (the pivot's left out) as ``high + low`` (``low`` None), keepdims:
     in float64 for float32 rows, in double-double otherwise."""
@@ -186,8 +190,9 @@ def _extended_rest(xp: Any, slices: Any, t: float) -> tuple[Any, Any, Any]:
         if t != 1.0:
             shifted = shifted / _kernel._constant(xp, t, wide)
         terms = _without_pivot(xp, wide, xp.exp(shifted))
-        return maximum, _kernel.pairwise_sum(xp, terms, 1), None
-    return _double_double_rest(xp, slices, t)
+        # any order: float64's rounding is 2**-29 of a float32 ulp per term
+        return maximum, xp.sum(terms, axis=1, keepdims=True), None
+    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum)
 
 
 def _has_float64(xp: Any, like: Any) -> bool:
@@ -234,7 +239,7 @@ def _two_product_error(xp: Any, a: Any, b: float, product: Any) -> Any:
     return ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
-def _double_double_rest(xp: Any, slices: Any, t: float) -> tuple[Any, Any, Any]:
+def _double_double_rest(xp: Any, slices: Any, t: float, compensated_sum: Any) -> tuple[Any, Any, Any]:
     """:func:`_extended_rest` in the rows' own dtype, carrying each rounding error."""
     maximum = xp.max(slices, axis=1, keepdims=True)
     zero = _kernel._constant(xp, 0.0, slices)
@@ -260,7 +265,7 @@ def _double_double_rest(xp: Any, slices: Any, t: float) -> tuple[Any, Any, Any]:
     high = xp.exp(shifted)
     terms_high = _without_pivot(xp, slices, high)
     terms_low = _without_pivot(xp, slices, high * error)
-    rest_high, rest_low = _compensated_pairwise_sum(xp, terms_high, terms_low)
+    rest_high, rest_low = compensated_sum(xp, terms_high, terms_low)
     return maximum, rest_high, rest_low
 
 
