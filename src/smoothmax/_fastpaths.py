@@ -618,12 +618,7 @@ def _numpy_refined_small_lse(x: Any, axis: int, lse: Any) -> Any:
     tensor's memory, as the route computed it."""
     if not _refine.may_need_refining(np, lse, 1.0):  # before the tensor's .numpy() view
         return lse
-    xp = _NUMPY_NAMESPACE[0]
-    if xp is None:
-        import array_api_compat.numpy as xp
-
-        _NUMPY_NAMESPACE[0] = xp
-    return _refine.refine_lse(xp, (x.detach() if x.requires_grad else x).numpy(), lse, axis, 1.0)
+    return _refine.refine_lse(_numpy_namespace(), (x.detach() if x.requires_grad else x).numpy(), lse, axis, 1.0)
 
 
 def _least(torch: Any, reduced: Any) -> float:
@@ -1182,17 +1177,23 @@ def _numpy_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
     working = _entry_axis(axis, x.ndim)
     if working is None:
         return None
-    xp = _NUMPY_NAMESPACE[0]
-    if xp is None:
-        import array_api_compat.numpy as xp
-
-        _NUMPY_NAMESPACE[0] = xp
+    xp = _numpy_namespace()
     (value,) = numpy_kernel(xp, x, None, working, 1.0, (name,))
     if name == "lse":
         value = _refine.refine_lse(xp, x, value, working, 1.0)
     if name == "lse" and not keepdims:
         value = value.reshape(x.shape[:working] + x.shape[working + 1 :])
     return value
+
+
+def _numpy_namespace() -> Any:
+    """``array_api_compat.numpy``, imported once."""
+    xp = _NUMPY_NAMESPACE[0]
+    if xp is None:
+        import array_api_compat.numpy as xp
+
+        _NUMPY_NAMESPACE[0] = xp
+    return xp
 
 
 _NUMPY_NAMESPACE: list[Any] = [None]

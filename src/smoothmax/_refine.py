@@ -17,14 +17,17 @@ are copied out and recomputed:
   to 1e-16, one rounding to float32 at the end (within 0.5 ulp + 1e-7);
 * float64 in double-double arithmetic: ``x - m`` (and the division by
   ``t``) with its rounding error carried to first order, ``exp(d + e) ~ exp(d)
-  (1 + e)``, the sum compensated (TwoSum at every pairwise fold) and
+  (1 + e)``, the sum compensated (TwoSum at every addition) and
   ``log1p(hi + lo) ~ log1p(hi) + lo / (1 + hi)``: what is left is one rounding
   of ``exp`` and of ``log1p``.
 
-Only eager arrays are refined (NumPy, array-api-strict, PyTorch on CPU): the
-test whether any slice needs it reads a value back. Traced and lazy arrays
-(JAX, Dask, ``torch.compile``, ``torch.func``) and other devices keep the
-kernel's result (a device sync per call would cost more than it saves).
+Where: eager arrays (NumPy, array-api-strict, PyTorch on CPU) copy those
+slices out after the check reads a value back (:func:`refine_lse`); JAX
+recomputes every slice in a ``lax.cond`` taken only when that check passes
+(:func:`refine_lse_everywhere`, see ``_jax``); Dask refines each NumPy block's
+streaming state (:func:`refine_rest`). PyTorch under ``torch.compile`` or
+``torch.func`` transforms (no data-dependent branch) and on other devices (a
+device sync per call would cost more than it saves) keeps the kernel's result.
 """
 
 from __future__ import annotations
