@@ -20,7 +20,12 @@ settings.register_profile(
 settings.register_profile(
     "thorough", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.register_profile(
+    # CI (``CI`` set, as .ci/run's callers do): the same examples every run, so that a
+    # submission's result does not depend on the draw; local runs keep exploring.
+    "ci", parent=settings.get_profile("default"), derandomize=True, database=None
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 if importlib.util.find_spec("jax") is not None:
     import jax
