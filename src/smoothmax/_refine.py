@@ -135,10 +135,10 @@ def _candidates_if_any(xp: Any, lse: Any, t: float) -> Any:
         item = getattr(lse, "item", None)  # NumPy, PyTorch: one call
         value = item() if item is not None else float(lse[(0,) * lse.ndim])
         return None if abs(value) < bound else False
-    if lse.__class__ is np.ndarray:
+    if lse.__class__ is np.ndarray:  # NumPy's own any(): ~1 us less than the namespace's
         found = np.less(np.abs(lse), bound)
         return found if found.any() else False
-    found = xp.abs(lse) < bound
+    found = candidates(xp, lse, t)
     return found if bool(xp.any(found)) else False
 
 
