@@ -30,11 +30,8 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     values = _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
     if weights is None and "lse" in outputs and x.shape[axis] > 1 and _refine.applies(x, temperature):
         position = outputs.index("lse")
-        lse = values[position]
-        if isinstance(lse, jax.core.Tracer):
-            lse = _refiner(axis, temperature)(x, lse)
-        elif _refine.may_need_refining(jnp, lse, temperature):  # eager: no cond to compile
-            lse = _refine_everywhere(x, lse, axis, temperature)
+        # (custom_jvp traces this function even in eager calls: always the cond)
+        lse = _refiner(axis, temperature)(x, values[position])
         values = values[:position] + (lse,) + values[position + 1 :]
     return values
 
