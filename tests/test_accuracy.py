@@ -11,7 +11,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from smoothmax import logsumexp
+from smoothmax import log_softmax, logsumexp
 
 mpmath.mp.dps = 50
 
@@ -78,6 +78,21 @@ def test_logsumexp_within_ulps_of_exact(xp_and_dtype, case):
     got = float(xp.to_numpy(logsumexp(xp.asarray(values, dtype))))
     error = abs(mpmath.mpf(got) - exact) / ulp(exact, dtype)
     assert error <= tolerance(xp.name, dtype), f"{float(error):.3f} ulp (exact {mpmath.nstr(exact, 20)}, got {got!r})"
+
+
+@pytest.mark.parametrize("case", [name for name in CASES if name.startswith("dominant")])
+def test_log_softmax_within_ulps_of_exact(xp_and_dtype, case):
+    """../shared/semantics.md: <= 2 ulp per entry where the differences ``x - max``
+    are exact (here: a maximum of 0). The pivot's entry is ``-log1p(rest)`` itself,
+    as small as ``lse``, with the same summation error to keep out."""
+    xp, dtype = xp_and_dtype
+    values = round_to(CASES[case], dtype)
+    exact = exact_logsumexp(tuple(values.tolist()))
+    got = xp.to_numpy(log_softmax(xp.asarray(values, dtype))).astype(np.float64)
+    for index in sorted({0, 1, len(values) - 1}):
+        expected = mpmath.mpf(float(values[index])) - exact
+        error = abs(mpmath.mpf(float(got[index])) - expected) / ulp(expected, dtype)
+        assert error <= 2.0, f"entry {index}: {float(error):.3f} ulp (exact {mpmath.nstr(expected, 20)})"
 
 
 def test_dominant_term_is_not_zero(xp):

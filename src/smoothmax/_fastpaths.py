@@ -1178,9 +1178,7 @@ def _numpy_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
     if working is None:
         return None
     xp = _numpy_namespace()
-    (value,) = numpy_kernel(xp, x, None, working, 1.0, (name,))
-    if name == "lse":
-        value = _refine.refine_lse(xp, x, value, working, 1.0)
+    (value,) = refined(numpy_kernel, xp, x, None, working, 1.0, (name,))
     if name == "lse" and not keepdims:
         value = value.reshape(x.shape[:working] + x.shape[working + 1 :])
     return value
@@ -1226,24 +1224,32 @@ _PLAIN_FAST_KERNELS = {
 def plain_kernel(xp: Any) -> Any:
     """The kernel ``f(xp, x, weights, axis, temperature, outputs)`` for namespace ``xp``:
     its fast path where it has one, else the generic kernel; on eager arrays its
-    ``lse`` refined where one term dominates (:func:`smoothmax._refine.refine_lse`)."""
+    ``lse`` and ``log_q`` refined where one term dominates (:func:`refined`)."""
     kernel = _PLAIN_FAST_KERNELS.get(xp.__name__, _kernel.kernel)
 
     def refined_kernel(
         xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
     ) -> tuple[Any, ...]:
-        values = kernel(xp, x, weights, axis, temperature, outputs)
-        if weights is None and "lse" in outputs and not is_lazy_array(x):
-            return refined_lse(xp, x, values, axis, temperature, outputs)
-        return values
+        if is_lazy_array(x):
+            return kernel(xp, x, weights, axis, temperature, outputs)
+        return refined(kernel, xp, x, weights, axis, temperature, outputs)
 
     return refined_kernel
 
 
-def refined_lse(
-    xp: Any, x: Any, values: tuple[Any, ...], axis: int, temperature: float, outputs: tuple[str, ...]
+def refined(
+    kernel: Any, xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """``values`` (a kernel's ``outputs`` on unweighted ``x``) with ``lse`` refined."""
-    position = outputs.index("lse")
-    lse = _refine.refine_lse(xp, x, values[position], axis, temperature)
-    return values[:position] + (lse,) + values[position + 1 :]
+    """``kernel(xp, x, weights, axis, temperature, outputs)`` (eager arrays) with
+    ``lse`` and ``log_q`` refined where one term dominates
+    (:func:`smoothmax._refine.refine_outputs`); ``log_q`` without ``lse`` asks
+    the kernel for ``lse`` too (a reduced array: what the check reads)."""
+    asks = "lse" in outputs or "log_q" in outputs
+    if weights is not None or not asks or not _refine.applies(xp, x, temperature):
+        return kernel(xp, x, weights, axis, temperature, outputs)
+    asked = outputs if "lse" in outputs else outputs + ("lse",)
+    values = kernel(xp, x, weights, axis, temperature, asked)
+    if not _refine.may_need_refining(xp, values[asked.index("lse")], temperature):
+        return values[: len(outputs)]  # the common case: one check on the reduced array
+    refined = _refine.refine_outputs(xp, x, dict(zip(asked, values)), axis, temperature)
+    return tuple(refined[name] for name in outputs)

@@ -27,17 +27,22 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     x = jnp.asarray(x)
     weights = None if weights is None else jnp.asarray(weights)
     # The generic kernel's results through XLA-friendly operations (smoothmax._fastpaths).
-    values = _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
-    if weights is None and "lse" in outputs and x.shape[axis] > 1 and _refine.applies(x, temperature):
-        position = outputs.index("lse")
-        # (custom_jvp traces this function even in eager calls: always the cond)
-        lse = _refiner(axis, temperature)(x, values[position])
-        values = values[:position] + (lse,) + values[position + 1 :]
-    return values
-
-
-def _refine_everywhere(x: Any, lse: Any, axis: int, temperature: float) -> Any:
-    return _refine.refine_lse_everywhere(jnp, x, lse, axis, temperature, _compensated_sum)
+    refine = (
+        weights is None
+        and ("lse" in outputs or "log_q" in outputs)
+        and x.shape[axis] > 1
+        and _refine.applies(jnp, x, temperature)
+    )
+    if not refine:
+        return _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
+    # lse and log_q refined where one term dominates (smoothmax._refine); log_q
+    # alone asks for lse too, which the check reads. (custom_jvp traces this
+    # function even in eager calls: always the cond.)
+    asked = outputs if "lse" in outputs else outputs + ("lse",)
+    values = dict(zip(asked, _fast_jax_kernel(jnp, x, weights, axis, temperature, asked)))
+    names = ("lse", "log_q") if "log_q" in outputs else ("lse",)
+    values.update(zip(names, _refiner(axis, temperature, names)(x, *(values[name] for name in names))))
+    return tuple(values[name] for name in outputs)
 
 
 def _compensated_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
@@ -55,32 +60,36 @@ def _compensated_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
 
 
 @functools.lru_cache(maxsize=None)
-def _refiner(axis: int, temperature: float) -> Any:
-    """``refine(x, lse)``: ``lse`` with the slices where one term dominates
+def _refiner(axis: int, temperature: float, names: tuple[str, ...]) -> Any:
+    """``refine(x, *outputs)``: the kernel's ``outputs`` (named ``names``: ``lse``,
+    then ``log_q`` where asked) with the slices where one term dominates
     recomputed in extended precision (smoothmax._refine), in a ``lax.cond``
-    taken only where some ``|lse|`` is small enough to need it. Under ``vmap``
-    a batched predicate would turn the cond into a select that always computes
-    the costly branch: the batching rule takes the cond once for the whole batch."""
+    taken only where some ``|lse|`` is small enough to need it. Under ``vmap`` a
+    batched predicate would turn the cond into a select that always computes the
+    costly branch: the batching rule takes the cond once for the whole batch."""
 
-    def refine(x: Any, lse: Any) -> Any:
-        return jax.lax.cond(
-            jnp.any(_refine.candidates(jnp, lse, temperature)),
-            lambda x, lse: _refine_everywhere(x, lse, axis, temperature),
-            lambda x, lse: lse,
-            x,
-            lse,
-        )
+    def refine_all(x: Any, *outputs: Any) -> tuple[Any, ...]:
+        refined = _refine.refine_everywhere(jnp, x, dict(zip(names, outputs)), axis, temperature, _compensated_sum)
+        return tuple(refined[name] for name in names)
+
+    def keep(x: Any, *outputs: Any) -> tuple[Any, ...]:
+        return outputs
+
+    def refine(x: Any, lse: Any, *outputs: Any) -> tuple[Any, ...]:
+        candidates = jnp.any(_refine.candidates(jnp, lse, temperature))
+        return jax.lax.cond(candidates, refine_all, keep, x, lse, *outputs)
 
     refine = jax.custom_batching.custom_vmap(refine)
 
     @refine.def_vmap
-    def _refine_batch(axis_size: int, in_batched: list[bool], x: Any, lse: Any) -> tuple[Any, bool]:
-        # batch axis first on both; the slices' axis moves one place right
-        x, lse = (
+    def _refine_batch(axis_size: int, in_batched: list[bool], *arrays: Any) -> tuple[Any, Any]:
+        # batch axis first on all; the slices' axis moves one place right
+        arrays = (
             value if batched else jnp.broadcast_to(value, (axis_size,) + value.shape)
-            for value, batched in zip((x, lse), in_batched)
+            for value, batched in zip(arrays, in_batched)
         )
-        return _refiner(axis + 1, temperature)(x, lse), True
+        refined = _refiner(axis + 1, temperature, names)(*arrays)
+        return refined, (True,) * len(refined)
 
     return refine
 

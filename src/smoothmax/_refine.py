@@ -21,13 +21,22 @@ are copied out and recomputed:
   ``log1p(hi + lo) ~ log1p(hi) + lo / (1 + hi)``: what is left is one rounding
   of ``exp`` and of ``log1p``.
 
+``log_q`` (the log-softmax) takes the refined ``log1p(rest)`` on the same
+slices: ``(x - m) / t - log1p(rest)``, whose pivot entry ``-log1p(rest)`` is as
+small as ``lse`` there and carried the same error (4.3 ulp in float32 on
+``[0] + [-40] * 99``; the contract's 2 ulp). Being shift-invariant, it carries
+that error wherever ``rest < 1``, whatever ``m``; refining all those slices
+(every confident prediction of a classifier) measured 8-20x slower on such
+rows, so only ``lse``'s slices are refined and the others keep the kernel's sum.
+
 Where: eager arrays (NumPy, array-api-strict, PyTorch on CPU) copy those
-slices out after the check reads a value back (:func:`refine_lse`); JAX
+slices out after the check reads a value back (:func:`refine_outputs`); JAX
 recomputes every slice in a ``lax.cond`` taken only when that check passes
-(:func:`refine_lse_everywhere`, see ``_jax``); Dask refines each NumPy block's
-streaming state (:func:`refine_rest`). PyTorch under ``torch.compile`` or
-``torch.func`` transforms (no data-dependent branch) and on other devices (a
-device sync per call would cost more than it saves) keeps the kernel's result.
+(:func:`refine_everywhere`, see ``_jax``); Dask refines each NumPy block's
+streaming state (:func:`refine_rest`) and runs the eager refinement on blocks
+that hold whole slices. PyTorch under ``torch.compile`` or ``torch.func``
+transforms (no data-dependent branch) and on other devices (a device sync per
+call would cost more than it saves) keeps the kernel's result.
 """
 
 from __future__ import annotations
@@ -54,33 +63,31 @@ def refine_lse(xp: Any, x: Any, lse: Any, axis: int, temperature: float) -> Any:
 
     Returns ``lse`` itself when no slice needs it; otherwise a new array.
     """
+    return refine_outputs(xp, x, {"lse": lse}, axis, temperature)["lse"]
+
+
+def refine_outputs(xp: Any, x: Any, values: dict[str, Any], axis: int, temperature: float) -> dict[str, Any]:
+    """The kernel's outputs by name (``lse`` among them, keepdims; ``x`` prepared
+    and unweighted, eager) with ``lse`` and, where asked, ``log_q`` recomputed on
+    the slices where one term dominates (:func:`_dominated`). ``log_q = (x - m) / t
+    - log1p(rest)`` there takes ``log1p(rest)`` rounded once from extended
+    precision (its pivot entry is ``-log1p(rest)`` itself). Returns ``values``
+    itself when no slice needs it."""
     t = temperature
-    candidates = _candidates_if_any(xp, lse, t)
-    if candidates is False:
-        return lse
-    n = x.shape[axis]
-    if n < 2 or x.dtype not in (xp.float32, xp.float64):
-        return lse
-    slices = xp.reshape(xp.moveaxis(x, axis, -1), (-1, n))
-    flat = xp.reshape(lse, (-1,))
-    if candidates is not None:
-        candidates = xp.reshape(candidates, (-1,))
-        slices = slices[candidates]
-        values = flat[candidates]
-    else:
-        values = flat
-    dominated = _dominated(xp, values, xp.max(slices, axis=1), t)
-    if not bool(xp.any(dominated)):
-        return lse
-    refined = _extended_lse(xp, slices[dominated], t)
-    values = xp.asarray(values, copy=True)
-    values[dominated] = refined
-    if candidates is None:
-        flat = values
-    else:
-        flat = xp.asarray(flat, copy=True)
-        flat[candidates] = values
-    return xp.reshape(flat, lse.shape)
+    found = _dominated_slices(xp, x, values["lse"], axis, t)
+    if found is None:
+        return values
+    dominated, slices = found
+    slices = slices[dominated]
+    maximum, log_sum = _extended_log_sum(xp, slices, t)
+    refined = dict(values)
+    value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
+    refined["lse"] = _scatter(xp, values["lse"], dominated, xp.astype(value, x.dtype))
+    if "log_q" in values:
+        # the kernel's x - m and / t, then one rounding of log1p(rest)
+        log_q = _shifted(xp, slices, xp.astype(maximum, x.dtype), t) - xp.astype(log_sum, x.dtype)
+        refined["log_q"] = _scatter(xp, values["log_q"], dominated, log_q, axis)
+    return refined
 
 
 def refine_rest(xp: Any, x: Any, maximum: Any, rest: Any, axis: int, temperature: float = 1.0) -> Any:
@@ -89,41 +96,100 @@ def refine_rest(xp: Any, x: Any, maximum: Any, rest: Any, axis: int, temperature
     on the slices where ``m + t log1p(rest)`` needs it (as :func:`refine_lse`),
     rounded once; eager arrays. Returns ``rest`` itself when no slice needs it."""
     t = temperature
-    n = x.shape[axis]
-    if n < 2 or x.dtype not in (xp.float32, xp.float64):
+    if not _refinable(xp, x, axis):
         return rest
     log_term = xp.log1p(rest)
     lse = maximum + (log_term if t == 1.0 else _kernel._constant(xp, t, log_term) * log_term)
-    candidates = _candidates_if_any(xp, lse, t)
-    if candidates is False:
+    found = _dominated_slices(xp, x, lse, axis, t, maximum)
+    if found is None:
         return rest
-    dominated = _dominated(xp, xp.reshape(lse, (-1,)), xp.reshape(maximum, (-1,)), t)
-    if candidates is not None:
-        dominated = dominated & xp.reshape(candidates, (-1,))
-    if not bool(xp.any(dominated)):
-        return rest
-    slices = xp.reshape(xp.moveaxis(x, axis, -1), (-1, n))
+    dominated, slices = found
     _, high, low = _extended_rest(xp, slices[dominated], t)
     refined = high if low is None else high + low
-    flat = xp.asarray(xp.reshape(rest, (-1,)), copy=True)
-    flat[dominated] = xp.astype(refined[:, 0], rest.dtype)
-    return xp.reshape(flat, rest.shape)
+    return _scatter(xp, rest, dominated, xp.astype(refined, rest.dtype))
 
 
-def refine_lse_everywhere(
-    xp: Any, x: Any, lse: Any, axis: int, temperature: float, compensated_sum: Any = None
-) -> Any:
-    """:func:`refine_lse` without copying slices out (for traced arrays): every
+def refine_everywhere(
+    xp: Any, x: Any, values: dict[str, Any], axis: int, temperature: float, compensated_sum: Any = None
+) -> dict[str, Any]:
+    """:func:`refine_outputs` without copying slices out (for traced arrays): every
     slice is recomputed, and kept where it needs refining. The caller runs it
     only where some ``|lse|`` is below the candidate bound (:func:`candidates`).
     ``compensated_sum(xp, high, low)``: as :func:`_compensated_pairwise_sum` (JAX
     passes one ``lax.reduce``, which compiles faster than the folds)."""
-    n = x.shape[axis]
-    slices = xp.reshape(xp.moveaxis(x, axis, -1), (-1, n))
+    t = temperature
+    slices = _slices(xp, x, axis)
+    kept = xp.reshape(values["lse"], (-1, 1))
+    dominated = _dominated(xp, kept, xp.max(slices, axis=1, keepdims=True), t)
+    maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
+    refined = dict(values)
+    value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
+    refined["lse"] = xp.reshape(xp.where(dominated, xp.astype(value, x.dtype), kept), values["lse"].shape)
+    if "log_q" in values:
+        value = _shifted(xp, slices, xp.astype(maximum, x.dtype), t) - xp.astype(log_sum, x.dtype)
+        kept = _slices(xp, values["log_q"], axis)
+        refined["log_q"] = _unslice(xp, xp.where(dominated, value, kept), values["log_q"].shape, axis)
+    return refined
+
+
+def _refinable(xp: Any, x: Any, axis: int) -> bool:
+    return x.shape[axis] >= 2 and x.dtype in (xp.float32, xp.float64)
+
+
+def _dominated_slices(xp: Any, x: Any, lse: Any, axis: int, t: float, maximum: Any = None) -> Any:
+    """``(dominated, slices)``: which slices need refining (a boolean vector) and the
+    slices of ``x`` as rows (:func:`_slices`); None where no slice does (the common
+    case, decided on ``lse`` alone)."""
+    candidates = _candidates_if_any(xp, lse, t)
+    if candidates is False or not _refinable(xp, x, axis):
+        return None
     flat = xp.reshape(lse, (-1,))
-    dominated = _dominated(xp, flat, xp.max(slices, axis=1), temperature)
-    refined = _extended_lse(xp, slices, temperature, compensated_sum)
-    return xp.reshape(xp.where(dominated, refined, flat), lse.shape)
+    slices = _slices(xp, x, axis)
+    if candidates is None:  # one slice
+        slice_maximum = xp.max(slices, axis=1) if maximum is None else xp.reshape(maximum, (-1,))
+        dominated = _dominated(xp, flat, slice_maximum, t)
+    else:
+        candidates = xp.reshape(candidates, (-1,))
+        if maximum is None:  # the maxima of the few candidate slices only
+            slice_maximum = xp.max(slices[candidates], axis=1)
+        else:
+            slice_maximum = xp.reshape(maximum, (-1,))[candidates]
+        found = _dominated(xp, flat[candidates], slice_maximum, t)
+        if not bool(xp.any(found)):
+            return None
+        dominated = xp.zeros(flat.shape, dtype=xp.bool, device=device(flat))
+        dominated[candidates] = found
+    return (dominated, slices) if bool(xp.any(dominated)) else None
+
+
+def _slices(xp: Any, array: Any, axis: int) -> Any:
+    """``array``'s slices along ``axis`` as the rows of a 2-d array."""
+    return xp.reshape(xp.moveaxis(array, axis, -1), (-1, array.shape[axis]))
+
+
+def _unslice(xp: Any, rows: Any, shape: tuple[int, ...], axis: int) -> Any:
+    """The inverse of :func:`_slices`: rows back to an array of ``shape``."""
+    moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+    return xp.moveaxis(xp.reshape(rows, moved), -1, axis)
+
+
+def _scatter(xp: Any, array: Any, where: Any, rows: Any, axis: int | None = None) -> Any:
+    """A copy of ``array`` with its slices along ``axis`` picked by ``where``
+    replaced by ``rows``; ``axis`` None: ``array`` holds one value a slice (a
+    reduction, any shape: its C order is the slices' order)."""
+    if axis is None:
+        updated = xp.asarray(xp.reshape(array, (-1, 1)), copy=True)
+        updated[where] = rows
+        return xp.reshape(updated, array.shape)
+    updated = xp.asarray(_slices(xp, array, axis), copy=True)
+    updated[where] = rows
+    return _unslice(xp, updated, array.shape, axis)
+
+
+def _shifted(xp: Any, slices: Any, maximum: Any, t: float) -> Any:
+    """``(x - m) / t`` as the kernel computes it."""
+    shifted = slices - maximum
+    return shifted if t == 1.0 else shifted / _kernel._constant(xp, t, shifted)
 
 
 def _candidates_if_any(xp: Any, lse: Any, t: float) -> Any:
@@ -152,9 +218,9 @@ def candidates(xp: Any, lse: Any, temperature: float) -> Any:
     return xp.abs(lse) < _CANDIDATE_BOUND * temperature
 
 
-def applies(x: Any, temperature: float) -> bool:
-    """Whether :func:`refine_lse` can change anything (static: dtype and ``t``)."""
-    return temperature > 0.0 and str(x.dtype).endswith(("float32", "float64"))
+def applies(xp: Any, x: Any, temperature: float) -> bool:
+    """Whether :func:`refine_outputs` can change anything (static: dtype and ``t``)."""
+    return temperature > 0.0 and x.dtype in (xp.float32, xp.float64)
 
 
 def _dominated(xp: Any, lse: Any, maximum: Any, t: float) -> Any:
@@ -171,13 +237,21 @@ def _dominated(xp: Any, lse: Any, maximum: Any, t: float) -> Any:
     )
 
 
-def _extended_lse(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> Any:
-    """``t * log(sum(exp(slices / t), axis=1))`` of float rows with finite maxima,
-    to about one rounding: float32 through float64, float64 in double-double."""
+def _extended_log_sum(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> tuple[Any, Any]:
+    """``(m, log(sum(exp((x - m) / t))))`` of float rows with finite maxima (keepdims),
+    to about one rounding: float32 rows in float64, float64 in double-double (the
+    sum's low part to first order: ``log1p(hi + lo) ~ log1p(hi) + lo / (1 + hi)``)."""
     maximum, rest_high, rest_low = _extended_rest(xp, slices, t, compensated_sum)
     log_sum = xp.log1p(rest_high)
     if rest_low is not None:
         log_sum = log_sum + rest_low / (_kernel._constant(xp, 1.0, rest_high) + rest_high)
+    return maximum, log_sum
+
+
+def _extended_lse(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> Any:
+    """``t * log(sum(exp(slices / t), axis=1))`` of float rows with finite maxima,
+    to about one rounding (:func:`_extended_log_sum`)."""
+    maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
     value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
     return xp.astype(value[:, 0], slices.dtype)
 

@@ -18,7 +18,7 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import torch as xp
 
-from ._fastpaths import refined_lse as _refined_lse
+from ._fastpaths import refined as _refined
 from ._fastpaths import torch_kernel as _fast_torch_kernel
 from ._kernel import kernel as _plain_kernel
 from ._kernel import kernel_jvp, kernel_vjp, with_rule_inputs
@@ -26,18 +26,15 @@ from ._kernel import kernel_jvp, kernel_vjp, with_rule_inputs
 
 def _forward_kernel(x, weights, axis, temperature, outputs):
     """The kernel's forward on tensors: the CPU fast path (smoothmax._fastpaths),
-    which hands every case it does not take to the generic kernel; ``lse``
-    refined where one term dominates (smoothmax._refine) on eager CPU tensors."""
-    values = _fast_torch_kernel(xp, x, weights, axis, temperature, outputs)
+    which hands every case it does not take to the generic kernel; ``lse`` and
+    ``log_q`` refined where one term dominates (smoothmax._refine) on eager CPU tensors."""
     if (
-        weights is None
-        and "lse" in outputs
-        and x.is_cpu
+        x.is_cpu
         and not torch.compiler.is_compiling()
         and not torch._C._functorch.is_functorch_wrapped_tensor(x)
     ):
-        return _refined_lse(xp, x, values, axis, temperature, outputs)
-    return values
+        return _refined(_fast_torch_kernel, xp, x, weights, axis, temperature, outputs)
+    return _fast_torch_kernel(xp, x, weights, axis, temperature, outputs)
 
 
 def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
