@@ -368,6 +368,12 @@ def _probability_cases(make: Callable[..., CaseSpec], name: str) -> list[CaseSpe
         make("dominant/0-and-10x-40", f"{name}([0] + [-40]*10): the dominant entry is 1 - 4.2e-17",
              [0.0] + [-40.0] * 10),
         make("dominant/0-20-20-30", "one dominant term", [0.0, -20.0, -20.0, -30.0]),
+        # Equal small terms: the sum's roundings lean the same way, and log_softmax's
+        # dominant entry -log1p(rest) carries them in full (as LSE does).
+        make("dominant/0-and-99x-40", f"{name}([0] + [-40]*99): the dominant log-probability ~ -4.2e-16 "
+             "(NumPy's sum of the 99 equal terms errs 4.3 ulp of it in float32)", [0.0] + [-40.0] * 99),
+        make("dominant/0-and-999x-15", f"{name}([0] + [-15]*999): the dominant log-probability ~ -3.1e-4 "
+             "(2.8 ulp in float64 from NumPy's sum, 6.8 from XLA's)", [0.0] + [-15.0] * 999),
         make("dominant/rows-70x1000", "70 slices of 1000 on a grid (the large-input fast paths), 7 of "
              "them one dominant term", exact_differences(rows_with_dominant(70, 1000, 7)), dtypes=("float32",)),
         make("ties/3-equal", "three equal entries: 1/3 each", [1.0, 1.0, 1.0]),
