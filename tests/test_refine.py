@@ -173,3 +173,14 @@ def test_dask_blocks_refine_their_state(temperature):
     got = sm.logsumexp(da.from_array(rows, chunks=(1, 1000)), axis=1, temperature=temperature).compute()
     for row in (0, 1):
         assert ulps(float(got[row]), exact_lse(rows[row], temperature), "float64") <= 1.5, row
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dask_block_of_whole_slices_refines_log_softmax(dtype):
+    """Dask: a block that holds whole slices runs the eager NumPy kernel, refined
+    (several blocks along the axis take the refined streaming state instead)."""
+    da = pytest.importorskip("dask.array")
+    rows = np.array([[0.0] + [-40.0] * 99, [0.0] + [-7.0] * 99, [-1.0] * 100], dtype=dtype)
+    got = sm.log_softmax(da.from_array(rows, chunks=(1, 100)), axis=1).compute()
+    for row in (0, 1):
+        assert ulps(float(got[row][0]), -exact_lse(rows[row]), dtype) <= 1.0, row

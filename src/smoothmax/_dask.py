@@ -329,10 +329,10 @@ def _split(stacked: da.Array, axis: int, count: int) -> list[da.Array]:
 
 
 def _block_kernel(block: Any, axis: int, temperature: float, output_name: str) -> Any:
-    """The generic kernel on one block that holds whole slices (``output_name``:
-    ``map_blocks`` keeps the keyword ``output`` for itself)."""
+    """The block namespace's eager kernel (``log_q`` refined where one term
+    dominates, smoothmax._refine) on one block that holds whole slices
+    (``output_name``: ``map_blocks`` keeps the keyword ``output`` for itself)."""
     xp = array_api_compat.array_namespace(block)
-    # the namespace's eager kernel: log_q refined where one term dominates
     return plain_kernel(xp)(xp, block, None, axis, temperature, (output_name,))[0]
 
 
