@@ -40,8 +40,12 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     # function even in eager calls: always the cond.)
     asked = outputs if "lse" in outputs else outputs + ("lse",)
     values = dict(zip(asked, _fast_jax_kernel(jnp, x, weights, axis, temperature, asked)))
-    names = ("lse", "log_q") if "log_q" in outputs else ("lse",)
-    values.update(zip(names, _refiner(axis, temperature, names)(x, *(values[name] for name in names))))
+    lse, dominated, maximum, log_sum = _refiner(axis, temperature)(x, values["lse"])
+    values["lse"] = lse
+    if "log_q" in values:
+        values["log_q"] = _refine.refine_log_q(
+            jnp, x, values["log_q"], dominated, maximum, log_sum, axis, temperature
+        )
     return tuple(values[name] for name in outputs)
 
 
@@ -60,36 +64,41 @@ def _compensated_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
 
 
 @functools.lru_cache(maxsize=None)
-def _refiner(axis: int, temperature: float, names: tuple[str, ...]) -> Any:
-    """``refine(x, *outputs)``: the kernel's ``outputs`` (named ``names``: ``lse``,
-    then ``log_q`` where asked) with the slices where one term dominates
-    recomputed in extended precision (smoothmax._refine), in a ``lax.cond``
-    taken only where some ``|lse|`` is small enough to need it. Under ``vmap`` a
-    batched predicate would turn the cond into a select that always computes the
-    costly branch: the batching rule takes the cond once for the whole batch."""
+def _refiner(axis: int, temperature: float) -> Any:
+    """``refine(x, lse)``: ``(lse, dominated, maximum, log_sum)`` of
+    :func:`smoothmax._refine.refine_everywhere` (reduced arrays: ``lse`` with the
+    slices where one term dominates recomputed in extended precision, and what
+    :func:`smoothmax._refine.refine_log_q` needs), in a ``lax.cond`` taken only
+    where some ``|lse|`` is small enough to need it; otherwise ``dominated`` is
+    False everywhere. Under ``vmap`` a batched predicate would turn the cond into
+    a select that always computes the costly branch: the batching rule takes the
+    cond once for the whole batch."""
 
-    def refine_all(x: Any, *outputs: Any) -> tuple[Any, ...]:
-        refined = _refine.refine_everywhere(jnp, x, dict(zip(names, outputs)), axis, temperature, _compensated_sum)
-        return tuple(refined[name] for name in names)
+    def refine_all(x: Any, lse: Any) -> tuple[Any, ...]:
+        return _refine.refine_everywhere(jnp, x, lse, axis, temperature, _compensated_sum)
 
-    def keep(x: Any, *outputs: Any) -> tuple[Any, ...]:
-        return outputs
+    def keep(x: Any, lse: Any) -> tuple[Any, ...]:
+        slices = lse.size  # one value a slice
+        zeros = jnp.zeros((slices, 1), x.dtype)
+        return lse, jnp.zeros((slices, 1), bool), zeros, zeros
 
-    def refine(x: Any, lse: Any, *outputs: Any) -> tuple[Any, ...]:
+    def refine(x: Any, lse: Any) -> tuple[Any, ...]:
         candidates = jnp.any(_refine.candidates(jnp, lse, temperature))
-        return jax.lax.cond(candidates, refine_all, keep, x, lse, *outputs)
+        return jax.lax.cond(candidates, refine_all, keep, x, lse)
 
     refine = jax.custom_batching.custom_vmap(refine)
 
     @refine.def_vmap
-    def _refine_batch(axis_size: int, in_batched: list[bool], *arrays: Any) -> tuple[Any, Any]:
-        # batch axis first on all; the slices' axis moves one place right
-        arrays = (
+    def _refine_batch(axis_size: int, in_batched: list[bool], x: Any, lse: Any) -> tuple[Any, Any]:
+        # batch axis first on both; the slices' axis moves one place right
+        x, lse = (
             value if batched else jnp.broadcast_to(value, (axis_size,) + value.shape)
-            for value, batched in zip(arrays, in_batched)
+            for value, batched in zip((x, lse), in_batched)
         )
-        refined = _refiner(axis + 1, temperature, names)(*arrays)
-        return refined, (True,) * len(refined)
+        lse, dominated, maximum, log_sum = _refiner(axis + 1, temperature)(x, lse)
+        # the reduced arrays come out flat over all slices: batch first again
+        batched = tuple(jnp.reshape(value, (axis_size, -1, 1)) for value in (dominated, maximum, log_sum))
+        return (lse, *batched), (True,) * 4
 
     return refine
 

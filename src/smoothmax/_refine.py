@@ -110,26 +110,41 @@ def refine_rest(xp: Any, x: Any, maximum: Any, rest: Any, axis: int, temperature
 
 
 def refine_everywhere(
-    xp: Any, x: Any, values: dict[str, Any], axis: int, temperature: float, compensated_sum: Any = None
-) -> dict[str, Any]:
+    xp: Any, x: Any, lse: Any, axis: int, temperature: float, compensated_sum: Any = None
+) -> tuple[Any, Any, Any, Any]:
     """:func:`refine_outputs` without copying slices out (for traced arrays): every
     slice is recomputed, and kept where it needs refining. The caller runs it
     only where some ``|lse|`` is below the candidate bound (:func:`candidates`).
     ``compensated_sum(xp, high, low)``: as :func:`_compensated_pairwise_sum` (JAX
-    passes one ``lax.reduce``, which compiles faster than the folds)."""
+    passes one ``lax.reduce``, which compiles faster than the folds).
+
+    Returns reduced arrays only (one value a slice, in the slices' order, shape
+    ``(slices, 1)`` but ``lse``): ``(lse, dominated, maximum, log_sum)``, the last
+    two in ``x``'s dtype for :func:`refine_log_q`, which patches ``log_q``
+    elementwise (a full-size output of the branch measured 150 ms more of JAX's
+    compile per shape)."""
     t = temperature
     slices = _slices(xp, x, axis)
-    kept = xp.reshape(values["lse"], (-1, 1))
-    dominated = _dominated(xp, kept, xp.max(slices, axis=1, keepdims=True), t)
+    kept = xp.reshape(lse, (-1, 1))
     maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
-    refined = dict(values)
+    narrow_maximum = xp.astype(maximum, x.dtype)
+    dominated = _dominated(xp, kept, narrow_maximum, t)
     value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
-    refined["lse"] = xp.reshape(xp.where(dominated, xp.astype(value, x.dtype), kept), values["lse"].shape)
-    if "log_q" in values:
-        value = _shifted(xp, slices, xp.astype(maximum, x.dtype), t) - xp.astype(log_sum, x.dtype)
-        kept = _slices(xp, values["log_q"], axis)
-        refined["log_q"] = _unslice(xp, xp.where(dominated, value, kept), values["log_q"].shape, axis)
-    return refined
+    lse = xp.reshape(xp.where(dominated, xp.astype(value, x.dtype), kept), lse.shape)
+    return lse, dominated, narrow_maximum, xp.astype(log_sum, x.dtype)
+
+
+def refine_log_q(
+    xp: Any, x: Any, log_q: Any, dominated: Any, maximum: Any, log_sum: Any, axis: int, temperature: float
+) -> Any:
+    """``log_q`` with the slices that :func:`refine_everywhere` found dominated
+    recomputed from its ``maximum`` and refined ``log_sum``, elementwise."""
+    shape = x.shape[:axis] + x.shape[axis + 1 :] + (1,)
+    dominated, maximum, log_sum = (xp.moveaxis(xp.reshape(value, shape), -1, axis) for value in (dominated, maximum, log_sum))
+    zero = _kernel._constant(xp, 0.0, x)
+    # where(..., x, 0): slices with no finite maximum (not dominated) keep no inf - inf
+    refined = _shifted(xp, xp.where(dominated, x, zero), maximum, temperature) - log_sum
+    return xp.where(dominated, refined, log_q)
 
 
 def _refinable(xp: Any, x: Any, axis: int) -> bool:
