@@ -293,6 +293,10 @@ def _logmeanexp_cases() -> list[CaseSpec]:
         mean("constant/n=1000", "[c] * n: exactly c (LSE - log n is not)", fixed(np.full(1000, 0.001))),
         mean("near-constant/n=64", "a mean near 1: log1p of an exact difference",
              normal(64, 0.001, 3.0)),
+        mean("near-zero/0-and-9x-1e-6", "[0] + [-1e-6]*9 ~ -9e-7: log1p(sum expm1(x - m) / n) (1 + rest - n "
+             "kept every exp's rounding near 1: 8.7e5 ulp in float64)", fixed([0.0] + [-1e-6] * 9)),
+        mean("near-zero/0-and-99x-1e-3", "[0] + [-1e-3]*99 ~ -9.9e-4, a result near 0 from entries of one sign",
+             fixed([0.0] + [-1e-3] * 99)),
         mean("where/6x10", "where mask: n counts the present entries; a fully masked row gives -inf",
              normal((6, 10), 2.0), axis=1, bool_inputs={"where": mask}),
         mean("special-values", "-inf counts as present; all -inf -inf; +inf; NaN",

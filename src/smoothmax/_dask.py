@@ -34,6 +34,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernel
+from . import _logdomain_core as _core
 from ._fastpaths import plain_kernel
 from ._refine import refine_rest
 from ._streaming import chunk_parts, finalize_parts, merge_parts
@@ -400,19 +401,14 @@ def _hard_max_weights(x: da.Array, axis: int, names: list[str]) -> dict[str, da.
 def logmeanexp(x: da.Array, count: da.Array, axis: int) -> da.Array:
     """``logmeanexp`` primitive (keepdims shape): the state ``(maximum, rest)`` of
     one reduction, finished with ``_logdomain_core.logmeanexp_forward``'s formula
-    ``m + log((1 + rest) / n)`` (``log1p`` of the exact ``(rest - (n - 1)) / n``
-    when the mean is at least 1/2)."""
+    ``m + log((1 + rest) / n)``; where a mean may be at least 1/2, ``log1p`` of
+    ``sum expm1(x - m) / n`` takes a second pass over ``x`` (Dask cannot branch
+    on the data: always)."""
     xp = array_api_compat.array_namespace(x)
     if x.shape[axis] == 0:
         return xp.full(count.shape, -math.inf, dtype=x.dtype)
     maximum, rest = _split(_reduce(x, None, axis, 1.0, finish="state"), axis, 2)
-    one = _kernel._constant(xp, 1.0, rest)
-    n = xp.where(count > 0, xp.astype(count, rest.dtype), one)
-    mean = (one + rest) / n
-    near = mean >= 0.5
-    log_mean = xp.where(
-        near,
-        xp.log1p(xp.where(near, (rest - (n - one)) / n, _kernel._constant(xp, 0.0, rest))),
-        xp.log(xp.where(near, one, mean)),
-    )
-    return xp.astype(maximum + log_mean, x.dtype)  # the state is float64 for float32 x
+    # the state is float64 for float32 x
+    wide = xp.astype(x, rest.dtype)
+    value = _core.finish_logmeanexp(xp, wide, xp.astype(count, rest.dtype), axis, maximum, rest)
+    return xp.astype(value, x.dtype)

@@ -401,9 +401,11 @@ def logmeanexp(
 
     where :math:`n` counts the entries that are present (``where=True``; a
     ``-inf`` entry is present and counts). The log of the mean
-    :math:`(1 + r)/n \in (0, 1]` is taken as ``log1p((r - (n - 1)) / n)`` when the
-    mean is at least 1/2 (an exact subtraction), so ``logmeanexp([c] * n)`` is
-    exactly ``c``, where ``logsumexp(x) - log(n)`` is off by up to
+    :math:`(1 + r)/n \in (0, 1]` is taken as
+    :math:`\operatorname{log1p}(\frac{1}{n} \sum_i \operatorname{expm1}(x_i - m))`
+    when the mean is at least 1/2 (terms of one sign: no cancellation), so
+    ``logmeanexp([c] * n)`` is exactly ``c`` and results near 0 keep their
+    relative accuracy, where ``logsumexp(x) - log(n)`` is off by up to
     :math:`\log n / |c|` ulps. All masked (:math:`n = 0`) or all ``-inf`` gives
     ``-inf``; other special values as :func:`logsumexp`. float32 and the half
     types are computed in float64 where the namespace has it. The gradient is

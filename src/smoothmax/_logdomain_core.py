@@ -24,7 +24,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ._kernel import _constant
+import numpy as np
+
+from ._kernel import _constant, axis_sum
 from ._streaming import chunk_parts, finalize_parts, merge_parts
 
 LOG_2 = math.log(2.0)
@@ -230,22 +232,51 @@ def logmeanexp_forward(xp: Any, x: Any, count: Any, axis: int) -> Any:
     """``log((1/n) sum_i e^{x_i}) = m + log((1 + rest) / n)`` (keepdims shape).
 
     With ``mean = (1 + rest) / n`` in ``(0, 1]``: for ``mean >= 1/2`` the log is
-    ``log1p((rest - (n - 1)) / n)``, whose subtraction is exact (Sterbenz), so
+    ``log1p((mean - 1))`` with ``n (mean - 1) = sum_i expm1(x_i - m)`` summed
+    directly (:func:`mean_deficit`; ``rest - (n - 1)`` would keep the rounding
+    of every ``exp`` near 1, up to 8.7e5 ulp of a result near 0 in float64), so
     ``[c] * n`` gives exactly ``c`` and near-equal inputs keep full accuracy
     (``LSE - log n`` loses ``log n / |result|`` ulps there); below ``1/2`` it is
     ``log(mean)``, well conditioned. ``n = 0`` or all ``-inf`` gives ``-inf``.
     """
-    one = _constant(xp, 1.0, x)
     maximum, rest = chunk_parts(xp, x, axis)
+    return finish_logmeanexp(xp, x, count, axis, maximum, rest)
+
+
+def finish_logmeanexp(xp: Any, x: Any, count: Any, axis: int, maximum: Any, rest: Any) -> Any:
+    """:func:`logmeanexp_forward` from the reduced state ``(maximum, rest)`` of ``x``
+    (keepdims, in ``x``'s dtype); reads ``x`` once more only where a mean is at
+    least 1/2 (always for arrays other than NumPy's: no data-dependent branch)."""
+    one = _constant(xp, 1.0, rest)
+    zero = _constant(xp, 0.0, rest)
     n = xp.where(count > 0, count, one)
     mean = (one + rest) / n
     near = mean >= 0.5
+    finite = xp.isfinite(maximum)
+    if x.__class__ is not np.ndarray or bool(np.any(near & finite)):
+        deficit = xp.where(finite, mean_deficit(xp, x, maximum, n, axis), rest - (n - one))
+    else:
+        deficit = rest - (n - one)  # not read: no mean is near 1
     log_mean = xp.where(
         near,
-        xp.log1p(xp.where(near, (rest - (n - one)) / n, _constant(xp, 0.0, x))),
+        xp.log1p(xp.where(near, deficit / n, zero)),
         xp.log(xp.where(near, one, mean)),
     )
     return maximum + log_mean
+
+
+def mean_deficit(xp: Any, x: Any, maximum: Any, count: Any, axis: int) -> Any:
+    """``sum_i (e^{x_i - m} - 1)`` over the ``count`` present entries (keepdims;
+    absent entries are ``-inf`` beyond the count): ``expm1`` of the finite
+    differences, each ``-1`` of a present ``-inf`` added exactly as the count of
+    them. Every term is ``<= 0``: no cancellation. Slices whose maximum is not
+    finite give garbage (callers keep their own value there)."""
+    zero = _constant(xp, 0.0, x)
+    finite_maximum = xp.isfinite(maximum)
+    finite = xp.isfinite(x) & finite_maximum
+    shifted = xp.where(finite, x - xp.where(finite_maximum, maximum, zero), zero)
+    present_infinite = count - axis_sum(xp, xp.astype(finite, x.dtype), axis)
+    return axis_sum(xp, xp.expm1(shifted), axis) - present_infinite
 
 
 # ---------------------------------------------------------------------------
