@@ -232,7 +232,7 @@ def logmeanexp_forward(xp: Any, x: Any, count: Any, axis: int) -> Any:
     """``log((1/n) sum_i e^{x_i}) = m + log((1 + rest) / n)`` (keepdims shape).
 
     With ``mean = (1 + rest) / n`` in ``(0, 1]``: for ``mean >= 1/2`` the log is
-    ``log1p((mean - 1))`` with ``n (mean - 1) = sum_i expm1(x_i - m)`` summed
+    ``log1p(mean - 1)`` with ``n (mean - 1) = sum_i expm1(x_i - m)`` summed
     directly (:func:`mean_deficit`; ``rest - (n - 1)`` would keep the rounding
     of every ``exp`` near 1, up to 8.7e5 ulp of a result near 0 in float64), so
     ``[c] * n`` gives exactly ``c`` and near-equal inputs keep full accuracy
@@ -253,10 +253,9 @@ def finish_logmeanexp(xp: Any, x: Any, count: Any, axis: int, maximum: Any, rest
     mean = (one + rest) / n
     near = mean >= 0.5
     finite = xp.isfinite(maximum)
+    deficit = rest - (n - one)  # where the maximum is not finite (and not read where no mean is near 1)
     if x.__class__ is not np.ndarray or bool(np.any(near & finite)):
-        deficit = xp.where(finite, mean_deficit(xp, x, maximum, n, axis), rest - (n - one))
-    else:
-        deficit = rest - (n - one)  # not read: no mean is near 1
+        deficit = xp.where(finite, mean_deficit(xp, x, maximum, n, axis), deficit)
     log_mean = xp.where(
         near,
         xp.log1p(xp.where(near, deficit / n, zero)),

@@ -81,7 +81,7 @@ def refine_outputs(xp: Any, x: Any, values: dict[str, Any], axis: int, temperatu
     slices = slices[dominated]
     maximum, log_sum = _extended_log_sum(xp, slices, t)
     refined = dict(values)
-    value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
+    value = _lse_from(xp, maximum, log_sum, t)
     refined["lse"] = _scatter(xp, values["lse"], dominated, xp.astype(value, x.dtype))
     if "log_q" in values:
         # the kernel's x - m and / t, then one rounding of log1p(rest)
@@ -99,7 +99,7 @@ def refine_rest(xp: Any, x: Any, maximum: Any, rest: Any, axis: int, temperature
     if not _refinable(xp, x, axis):
         return rest
     log_term = xp.log1p(rest)
-    lse = maximum + (log_term if t == 1.0 else _kernel._constant(xp, t, log_term) * log_term)
+    lse = _lse_from(xp, maximum, log_term, t)
     found = _dominated_slices(xp, x, lse, axis, t, maximum)
     if found is None:
         return rest
@@ -121,15 +121,14 @@ def refine_everywhere(
     Returns reduced arrays only (one value a slice, in the slices' order, shape
     ``(slices, 1)`` but ``lse``): ``(lse, dominated, maximum, log_sum)``, the last
     two in ``x``'s dtype for :func:`refine_log_q`, which patches ``log_q``
-    elementwise (a full-size output of the branch measured 150 ms more of JAX's
-    compile per shape)."""
+    elementwise outside the caller's branch."""
     t = temperature
     slices = _slices(xp, x, axis)
     kept = xp.reshape(lse, (-1, 1))
     maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
     narrow_maximum = xp.astype(maximum, x.dtype)
     dominated = _dominated(xp, kept, narrow_maximum, t)
-    value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
+    value = _lse_from(xp, maximum, log_sum, t)
     lse = xp.reshape(xp.where(dominated, xp.astype(value, x.dtype), kept), lse.shape)
     return lse, dominated, narrow_maximum, xp.astype(log_sum, x.dtype)
 
@@ -140,11 +139,18 @@ def refine_log_q(
     """``log_q`` with the slices that :func:`refine_everywhere` found dominated
     recomputed from its ``maximum`` and refined ``log_sum``, elementwise."""
     shape = x.shape[:axis] + x.shape[axis + 1 :] + (1,)
-    dominated, maximum, log_sum = (xp.moveaxis(xp.reshape(value, shape), -1, axis) for value in (dominated, maximum, log_sum))
+    dominated, maximum, log_sum = (
+        xp.moveaxis(xp.reshape(value, shape), -1, axis) for value in (dominated, maximum, log_sum)
+    )
     zero = _kernel._constant(xp, 0.0, x)
     # where(..., x, 0): slices with no finite maximum (not dominated) keep no inf - inf
     refined = _shifted(xp, xp.where(dominated, x, zero), maximum, temperature) - log_sum
     return xp.where(dominated, refined, log_q)
+
+
+def _lse_from(xp: Any, maximum: Any, log_sum: Any, t: float) -> Any:
+    """``m + t log_sum``, as the kernel forms ``lse``."""
+    return maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
 
 
 def _refinable(xp: Any, x: Any, axis: int) -> bool:
@@ -267,7 +273,7 @@ def _extended_lse(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -
     """``t * log(sum(exp(slices / t), axis=1))`` of float rows with finite maxima,
     to about one rounding (:func:`_extended_log_sum`)."""
     maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
-    value = maximum + (log_sum if t == 1.0 else _kernel._constant(xp, t, log_sum) * log_sum)
+    value = _lse_from(xp, maximum, log_sum, t)
     return xp.astype(value[:, 0], slices.dtype)
 
 
