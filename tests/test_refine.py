@@ -88,9 +88,10 @@ def test_log_softmax_refined_on_the_same_slices(xp, dtype):
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0, 0.1])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_extended_lse_against_mpmath(monkeypatch, dtype, temperature, float64_available):
-    """``_extended_lse`` on rows of one dominant term and equal small ones (with a
-    ``-inf``): float32 through float64, or in double-float where float64 is
-    missing (JAX without x64, Apple MPS), and float64 in double-double."""
+    """The extended arithmetic of ``refine_lse`` on rows of one dominant term and
+    equal small ones (with a ``-inf``; every row needs refining): float32 through
+    float64, or in double-float where float64 is missing (JAX without x64, Apple
+    MPS), and float64 in double-double."""
     import array_api_compat.numpy as xp
 
     if not float64_available:
@@ -101,7 +102,8 @@ def test_extended_lse_against_mpmath(monkeypatch, dtype, temperature, float64_av
          [1e-9] + [1e-9 - 20.0 * temperature] * 1900],
         dtype=dtype,
     )
-    got = _refine._extended_lse(xp, rows, temperature)
+    (kernel_lse,) = _kernel.kernel(xp, rows, None, 1, temperature, ("lse",))
+    got = _refine.refine_lse(xp, rows, kernel_lse, 1, temperature)[:, 0]
     assert got.dtype == rows.dtype
     for row, value in zip(rows, got):
         # the kernel's t is t rounded to the dtype; the reference takes t exactly

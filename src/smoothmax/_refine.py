@@ -269,14 +269,6 @@ def _extended_log_sum(xp: Any, slices: Any, t: float, compensated_sum: Any = Non
     return maximum, log_sum
 
 
-def _extended_lse(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> Any:
-    """``t * log(sum(exp(slices / t), axis=1))`` of float rows with finite maxima,
-    to about one rounding (:func:`_extended_log_sum`)."""
-    maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
-    value = _lse_from(xp, maximum, log_sum, t)
-    return xp.astype(value[:, 0], slices.dtype)
-
-
 def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> tuple[Any, Any, Any]:
     """``(m, high, low)``: the maximum of each row and the sum of the other terms
     ``exp((x - m) / t)`` (the pivot's left out) as ``high + low`` (``low`` None), keepdims:
