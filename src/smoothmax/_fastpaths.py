@@ -48,16 +48,16 @@ What the fast paths change is mostly how the same numbers are computed:
   few, take the exact path. The adapter's backward uses PyTorch's fused softmax
   and log-softmax backward kernels where only ``softmax``/``log_softmax`` have
   cotangents.
-* JAX: no ``argmax``, no gather, no full-size pivot mask: the sum leaves out
-  every tie of the maximum and the ties are counted; the other ties' exact 1s
-  are added after it. Sum and count run block by block (``lax.map`` over
-  cache-sized blocks of whole slices, of columns, or of chunks along a long
-  axis), where XLA's CPU backend keeps the temporaries of two sibling
-  reductions in cache. Non-finite maxima recompute the reduced arrays in a
-  rare ``lax.cond`` branch (up to 2 MiB: in one piece, the fix-ups inline);
-  ``q``/``log_q`` are elementwise after it. Under
-  ``jit`` XLA compiles the two programs separately; ``log_q`` at ``t != 1``
-  may differ by one ulp.
+* JAX: no ``argmax``, no gather, no full-size pivot mask. Up to 2 MiB the
+  sum leaves out every tie of the maximum, the ties are counted and their
+  exact 1s added after it, the fix-ups of non-finite maxima inline. Above,
+  one plain ``sum(exp(x - m))`` with the ties in it (what XLA runs fastest,
+  on every core): the sum without the pivot is that sum less 1 where it is
+  at least 2, and slices below 2 (one tie, maybe one dominant term) are summed
+  again without the pivot in a ``lax.cond`` branch taken only where there are
+  such slices, as are non-finite maxima (with the ties counted block
+  by block, ``lax.map`` over cache-sized blocks). Under ``jit`` XLA compiles
+  the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
   int, or None on 1-d input) and ``keepdims`` go straight to the kernel after
@@ -886,31 +886,30 @@ def _torch_rest_without_ones(
 def jax_kernel(
     xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """The kernel for JAX arrays: the generic kernel's sum in cache-sized blocks.
+    """The kernel for JAX arrays: the generic kernel's results in the reductions
+    XLA runs fastest on CPU.
 
     No ``argmax`` (a variadic reduction XLA runs slowly on CPU), no gather, no
-    pivot mask: with ``d = (x - m) / t`` the terms with ``d == 0`` are the
-    ``k`` ties of the maximum, so ``sum(exp(d) * (d < 0))`` is the generic
-    kernel's sum without the pivot (the summed values are the same, element
-    for element) less the ``k - 1`` other ties, each exactly ``exp(0) = 1``,
-    which are added back.
+    pivot mask. Up to ``_JAX_SMALL_BYTES``, :func:`_jax_small`: with
+    ``d = (x - m) / t`` the terms with ``d == 0`` are the ``k`` ties of the
+    maximum, so ``sum(exp(d) * (d < 0))`` is the generic kernel's sum without
+    the pivot (the summed values are the same, element for element) less the
+    ``k - 1`` other ties, each exactly ``exp(0) = 1``, which are added back.
 
-    Blocks: XLA's CPU backend fuses one reduction into ``exp`` well, but
-    writes the inputs of two sibling reductions (the sum and the count of
-    ties) to full-size temporaries; over a large array that traffic costs 3-6x
-    ``jax.nn.logsumexp``. Run block by block (``lax.map`` over ~256 KiB
-    blocks), the temporaries stay in cache and ``x`` is read from memory once
-    per pass. Slices up to a block are reduced whole, an outer axis in blocks
-    of columns, a long axis in chunks after one ``max`` over the whole array.
-
-    Up to ``_JAX_SMALL_BYTES`` none of this: :func:`_jax_small`.
-
-    Non-finite maxima (``+inf``, all ``-inf``, NaN) are rare: where there are
-    any, ``lax.cond`` recomputes the reduced arrays with ``d`` set to 0 on the
-    ties (``inf - inf`` would be NaN), or ``-inf`` on slices with no entries;
-    the generic kernel's results follow from the same formulas. The full-size
-    outputs ``q``, ``log_q`` are computed elementwise after the reduction, where
-    XLA fuses them into what consumes them.
+    Above, where a mask, a select or a second reduction (the count of ties)
+    in the reduction's loop keeps XLA from vectorizing it and from running it
+    on every core (2-6x ``jax.nn.logsumexp`` measured on two cores), the
+    common case is one plain reduction, ``total = sum(exp(d))`` with the ties
+    in it, as in ``jax.nn``. The sum without the pivot is ``total - 1`` where
+    ``total >= 2`` (then ``1 + rest`` is ``total`` again, exactly); slices
+    with ``total < 2`` have one tie and are summed again without it, in a
+    ``lax.cond`` taken only where there are such slices: there ``total``
+    carries the roundings of the small terms added to 1 (measured 7 ulps of
+    ``q``'s maximum entry on ``[0] + [-40] * 10`` at ``t = 3``). Non-finite
+    maxima (``+inf``, all ``-inf``, NaN) go to another ``lax.cond`` branch,
+    with the ties counted block by block (:func:`_jax_reduce`). The full-size
+    outputs ``q``, ``log_q`` are computed elementwise after the reduction,
+    where XLA fuses them into what consumes them.
     """
     if _declines(x, weights, axis, temperature, outputs) or x.dtype not in _jax_floats():
         return _generic(xp, x, weights, axis, temperature, outputs)
@@ -932,31 +931,47 @@ def jax_kernel(
         # layout, which the fused consumers then read slowly
         return tuple(xp.reshape(value, (-1,)) for value in _jax_reduce(xp, slices, temperature, block, exact_ties))
 
-    def finite_maxima(x: Any, maximum: Any, rest: Any, ties: Any) -> tuple[Any, ...]:
-        return x, maximum, maximum, rest, ties
-
-    def other_maxima(x: Any, maximum: Any, rest: Any, ties: Any) -> tuple[Any, ...]:
+    def at_positive_inf(x: Any, maximum: Any) -> Any:
         # A slice with +inf: uniform on its +inf entries, as the generic kernel's
         # limit; they become 0 and the rest -inf, with LSE still +inf.
         neg_inf = _kernel._constant(xp, -math.inf, x)
         zero = _kernel._constant(xp, 0.0, x)
-        positive_inf = xp.reshape(maximum == math.inf, keep)
-        x = xp.where(positive_inf, xp.where(x == math.inf, zero, neg_inf), x)
-        shift, rest, ties = reduce(x, True)
-        # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
-        return x, maximum, xp.where(shift == -math.inf, zero, shift), rest, ties
+        return xp.where(maximum == math.inf, xp.where(x == math.inf, zero, neg_inf), x)
 
-    maximum, rest, ties = reduce(x, False)
+    def other_maxima(x: Any, maximum: Any) -> tuple[Any, Any]:
+        # (x as at_positive_inf leaves it)
+        shift, rest, ties = reduce(x, True)
+        rest = _jax_add_other_ties(xp, xp.reshape(maximum, (-1,)), rest, xp.astype(ties, x.dtype))
+        # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
+        shift = xp.where(shift == -math.inf, _kernel._constant(xp, 0.0, x), shift)
+        return xp.reshape(shift, keep), xp.reshape(rest, keep)
+
+    def finite_maxima(x: Any, maximum: Any) -> tuple[Any, Any]:
+        # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
+        # rounding is monotone, so a slice with total < 2 has one tie.
+        total = xp.sum(xp.exp(_jax_shifted(xp, x, maximum, temperature, False)), axis=axis, keepdims=True)
+
+        def sum_below(x: Any, maximum: Any, total: Any) -> Any:
+            below = _jax_sum_below(xp, _jax_shifted(xp, x, maximum, temperature, False), axis)
+            return xp.where(total < 2, below, total - 1)
+
+        rest = jax.lax.cond(xp.any(total < 2), sum_below, lambda x, maximum, total: total - 1, x, maximum, total)
+        return maximum, rest
+
+    maximum = xp.max(x, axis=axis, keepdims=True)
     finite = xp.all(xp.isfinite(maximum))
     if not isinstance(finite, jax.core.Tracer):
-        branch = finite_maxima if bool(finite) else other_maxima
-        x, maximum, shift, rest, ties = branch(x, maximum, rest, ties)
+        if not bool(finite):
+            x = at_positive_inf(x, maximum)
+        shift, rest = (finite_maxima if bool(finite) else other_maxima)(x, maximum)
     else:
-        # Rare non-finite maxima in a branch of their own: selects in the common
-        # path's full-size operations would keep XLA from fusing them.
-        x, maximum, shift, rest, ties = jax.lax.cond(finite, finite_maxima, other_maxima, x, maximum, rest, ties)
-    rest = _jax_add_other_ties(xp, maximum, rest, xp.astype(ties, x.dtype))
-    maximum, shift, rest = (xp.reshape(value, keep) for value in (maximum, shift, rest))
+        # Rare non-finite maxima in a branch of their own; the branches take
+        # full-size operands and return reduced arrays only (a full-size array
+        # in or out of a lax.cond that a branch does not compute is copied).
+        shift, rest = jax.lax.cond(
+            finite, finite_maxima, lambda x, maximum: other_maxima(at_positive_inf(x, maximum), maximum), x, maximum
+        )
+        x = at_positive_inf(x, maximum)  # elementwise, fused into the outputs that read x
     return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs)
 
 
@@ -980,6 +995,13 @@ def _jax_small(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -
     rest = xp.sum(xp.exp(shifted) * below, axis=axis, keepdims=True)
     ties = x.shape[axis] - xp.sum(below, axis=axis, keepdims=True)  # exact: fewer than 2**24
     return _jax_outputs(xp, x, maximum, shift, _jax_add_other_ties(xp, maximum, rest, ties), t, outputs)
+
+
+def _jax_sum_below(xp: Any, shifted: Any, axis: int) -> Any:
+    """``sum(exp(d) for d < 0)`` along ``axis`` (keepdims): the mask as
+    ``sign(-d)``, arithmetic that XLA vectorizes in the fused reduction (a
+    compare or select there runs ~3x slower on CPU)."""
+    return xp.sum(xp.exp(shifted) * xp.sign(-shifted), axis=axis, keepdims=True)
 
 
 def _jax_add_other_ties(xp: Any, maximum: Any, rest: Any, ties: Any) -> Any:
