@@ -357,8 +357,8 @@ OUTER_AXIS_INPUTS = frozenset(name for name, values, axis in INPUTS if math.prod
 
 def _jax_ulps(name, values, output):
     """The JAX fast path adds the ties of the maximum after the sum (the generic
-    kernel sums them in order), sums arrays above one block block by block,
-    and sums an outer axis with XLA's reduction where the generic kernel adds
+    kernel sums them in order), sums arrays above ``_JAX_SMALL_BYTES`` with the
+    ties inside (slices whose sum is below 2 again without them), and sums an outer axis with XLA's reduction where the generic kernel adds
     pairwise (``_kernel.pairwise_sum``): on the random and tied inputs and along
     outer axes the sums of tens to thousands of terms then agree to a few ulp
     (measured: lse 1, q 5, log_q 5; accuracy against the exact values is the
@@ -369,8 +369,9 @@ def _jax_ulps(name, values, output):
     return 2 if output == "lse" else 8
 
 
-#: Both JAX paths: in one piece (arrays up to 2 MiB, all of INPUTS) and in blocks.
-JAX_PATHS = pytest.mark.parametrize("one_piece_bytes", [_fastpaths._JAX_SMALL_BYTES, 0], ids=["one-piece", "blocks"])
+#: Both JAX paths: in one piece (arrays up to 2 MiB, all of INPUTS) and the
+#: large-array path (sum with the ties, lax.cond branches).
+JAX_PATHS = pytest.mark.parametrize("one_piece_bytes", [_fastpaths._JAX_SMALL_BYTES, 0], ids=["one-piece", "large"])
 
 
 @JAX_PATHS

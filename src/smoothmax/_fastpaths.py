@@ -55,8 +55,8 @@ What the fast paths change is mostly how the same numbers are computed:
   on every core): the sum without the pivot is that sum less 1 where it is
   at least 2, and slices below 2 (one tie, maybe one dominant term) are summed
   again without the pivot in a ``lax.cond`` branch taken only where there are
-  such slices, as are non-finite maxima (with the ties counted block
-  by block, ``lax.map`` over cache-sized blocks). Under ``jit`` XLA compiles
+  such slices, as are ``+inf`` maxima (with the ties counted block by block,
+  ``lax.map`` over cache-sized blocks). Under ``jit`` XLA compiles
   the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
@@ -905,9 +905,10 @@ def jax_kernel(
     with ``total < 2`` have one tie and are summed again without it, in a
     ``lax.cond`` taken only where there are such slices: there ``total``
     carries the roundings of the small terms added to 1 (measured 7 ulps of
-    ``q``'s maximum entry on ``[0] + [-40] * 10`` at ``t = 3``). Non-finite
-    maxima (``+inf``, all ``-inf``, NaN) go to another ``lax.cond`` branch,
-    with the ties counted block by block (:func:`_jax_reduce`). The full-size
+    ``q``'s maximum entry on ``[0] + [-40] * 10`` at ``t = 3``). Slices with
+    no entries (all ``-inf``: shifted by 0, ``total = 0``) and NaN take the
+    same formulas; ``+inf`` maxima go to another ``lax.cond`` branch, with the
+    ties counted block by block (:func:`_jax_reduce`). The full-size
     outputs ``q``, ``log_q`` are computed elementwise after the reduction,
     where XLA fuses them into what consumes them.
     """
@@ -946,30 +947,39 @@ def jax_kernel(
         shift = xp.where(shift == -math.inf, _kernel._constant(xp, 0.0, x), shift)
         return xp.reshape(shift, keep), xp.reshape(rest, keep)
 
-    def finite_maxima(x: Any, maximum: Any) -> tuple[Any, Any]:
+    def common(x: Any, shift: Any) -> tuple[Any, Any]:
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
-        # rounding is monotone, so a slice with total < 2 has one tie.
-        total = xp.sum(xp.exp(_jax_shifted(xp, x, maximum, temperature, False)), axis=axis, keepdims=True)
+        # rounding is monotone, so a slice with 0 < total < 2 has one tie.
+        # A slice with no entries has total = 0, NaN stays NaN.
+        total = xp.sum(xp.exp(_jax_shifted(xp, x, shift, temperature, False)), axis=axis, keepdims=True)
+        one = _kernel._constant(xp, 1.0, x)
 
-        def sum_below(x: Any, maximum: Any, total: Any) -> Any:
-            below = _jax_sum_below(xp, _jax_shifted(xp, x, maximum, temperature, False), axis)
-            return xp.where(total < 2, below, total - 1)
+        def sum_below(x: Any, shift: Any, total: Any) -> Any:
+            below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, temperature, False), axis)
+            return xp.where(total < 2, below, total - one)
 
-        rest = jax.lax.cond(xp.any(total < 2), sum_below, lambda x, maximum, total: total - 1, x, maximum, total)
-        return maximum, rest
+        def from_total(x: Any, shift: Any, total: Any) -> Any:
+            return xp.maximum(total - one, _kernel._constant(xp, 0.0, x))
+
+        rest = jax.lax.cond(xp.any((total > 0) & (total < 2)), sum_below, from_total, x, shift, total)
+        return shift, rest
 
     maximum = xp.max(x, axis=axis, keepdims=True)
-    finite = xp.all(xp.isfinite(maximum))
-    if not isinstance(finite, jax.core.Tracer):
-        if not bool(finite):
+    # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
+    shift = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), maximum)
+    positive_inf = xp.any(maximum == math.inf)
+    if not isinstance(positive_inf, jax.core.Tracer):
+        if bool(positive_inf):
             x = at_positive_inf(x, maximum)
-        shift, rest = (finite_maxima if bool(finite) else other_maxima)(x, maximum)
+            shift, rest = other_maxima(x, maximum)
+        else:
+            shift, rest = common(x, shift)
     else:
-        # Rare non-finite maxima in a branch of their own; the branches take
+        # Rare +inf maxima in a branch of their own; the branches take
         # full-size operands and return reduced arrays only (a full-size array
         # in or out of a lax.cond that a branch does not compute is copied).
         shift, rest = jax.lax.cond(
-            finite, finite_maxima, lambda x, maximum: other_maxima(at_positive_inf(x, maximum), maximum), x, maximum
+            positive_inf, lambda x, shift: other_maxima(at_positive_inf(x, maximum), maximum), common, x, shift
         )
         x = at_positive_inf(x, maximum)  # elementwise, fused into the outputs that read x
     return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs)
