@@ -55,9 +55,10 @@ What the fast paths change is mostly how the same numbers are computed:
   on every core): the sum without the pivot is that sum less 1 where it is
   at least 2, and slices below 2 (one tie, maybe one dominant term) are summed
   again without the pivot in a ``lax.cond`` branch taken only where there are
-  such slices, as are ``+inf`` maxima (with the ties counted block by block,
-  ``lax.map`` over cache-sized blocks). Under ``jit`` XLA compiles
-  the two programs separately; ``log_q`` at ``t != 1`` may differ by one ulp.
+  such slices; ``+inf`` maxima take the same formulas on ``x`` with their
+  ``+inf`` entries set to 0 and the rest to ``-inf``, in a branch of their own.
+  Under ``jit`` XLA compiles the two programs separately; ``log_q`` at
+  ``t != 1`` may differ by one ulp.
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
   int, or None on 1-d input) and ``keepdims`` go straight to the kernel after
@@ -907,8 +908,9 @@ def jax_kernel(
     carries the roundings of the small terms added to 1 (measured 7 ulps of
     ``q``'s maximum entry on ``[0] + [-40] * 10`` at ``t = 3``). Slices with
     no entries (all ``-inf``: shifted by 0, ``total = 0``) and NaN take the
-    same formulas; ``+inf`` maxima go to another ``lax.cond`` branch, with the
-    ties counted block by block (:func:`_jax_reduce`). The full-size
+    same formulas, and so do ``+inf`` maxima, with their ``+inf`` entries set
+    to 0 and the rest to ``-inf`` (the generic kernel's limit) in a
+    ``lax.cond`` branch of their own. The full-size
     outputs ``q``, ``log_q`` are computed elementwise after the reduction,
     where XLA fuses them into what consumes them.
     """
@@ -918,69 +920,47 @@ def jax_kernel(
         return _jax_small(xp, x, axis, temperature, outputs)
     import jax
 
-    shape = x.shape
-    n = shape[axis]
-    outer = math.prod(shape[:axis])
-    inner = math.prod(shape[axis + 1 :])
-    block = max(1024, BLOCK_BYTES // x.dtype.itemsize)
-    keep = shape[:axis] + (1,) + shape[axis + 1 :]
-
-    def reduce(x: Any, exact_ties: bool) -> tuple[Any, Any, Any]:
-        # rows (outer, n) where inner == 1: XLA fuses reductions over a trailing unit axis less well
-        slices = xp.reshape(x, (outer, n) if inner == 1 else (outer, n, inner))
-        # flat: XLA may give a (..., 1, ...) array out of lax.cond a permuted
-        # layout, which the fused consumers then read slowly
-        return tuple(xp.reshape(value, (-1,)) for value in _jax_reduce(xp, slices, temperature, block, exact_ties))
-
-    def at_positive_inf(x: Any, maximum: Any) -> Any:
-        # A slice with +inf: uniform on its +inf entries, as the generic kernel's
-        # limit; they become 0 and the rest -inf, with LSE still +inf.
-        neg_inf = _kernel._constant(xp, -math.inf, x)
-        zero = _kernel._constant(xp, 0.0, x)
-        return xp.where(maximum == math.inf, xp.where(x == math.inf, zero, neg_inf), x)
-
-    def other_maxima(x: Any, maximum: Any) -> tuple[Any, Any]:
-        # (x as at_positive_inf leaves it)
-        shift, rest, ties = reduce(x, True)
-        rest = _jax_add_other_ties(xp, xp.reshape(maximum, (-1,)), rest, xp.astype(ties, x.dtype))
-        # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
-        shift = xp.where(shift == -math.inf, _kernel._constant(xp, 0.0, x), shift)
-        return xp.reshape(shift, keep), xp.reshape(rest, keep)
-
-    def common(x: Any, shift: Any) -> tuple[Any, Any]:
+    def sums(x: Any, shift: Any) -> Any:
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
         # rounding is monotone, so a slice with 0 < total < 2 has one tie.
         # A slice with no entries has total = 0, NaN stays NaN.
-        total = xp.sum(xp.exp(_jax_shifted(xp, x, shift, temperature, False)), axis=axis, keepdims=True)
+        total = xp.sum(xp.exp(_jax_shifted(xp, x, shift, temperature)), axis=axis, keepdims=True)
         one = _kernel._constant(xp, 1.0, x)
 
         def sum_below(x: Any, shift: Any, total: Any) -> Any:
-            below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, temperature, False), axis)
+            below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, temperature), axis)
             return xp.where(total < 2, below, total - one)
 
         def from_total(x: Any, shift: Any, total: Any) -> Any:
             return xp.maximum(total - one, _kernel._constant(xp, 0.0, x))
 
-        rest = jax.lax.cond(xp.any((total > 0) & (total < 2)), sum_below, from_total, x, shift, total)
-        return shift, rest
+        return jax.lax.cond(xp.any((total > 0) & (total < 2)), sum_below, from_total, x, shift, total)
+
+    def at_positive_inf(x: Any, maximum: Any) -> Any:
+        # A slice with +inf: uniform on its +inf entries, as the generic kernel's
+        # limit; they become 0 (its new maximum) and the rest -inf, LSE still +inf.
+        neg_inf = _kernel._constant(xp, -math.inf, x)
+        zero = _kernel._constant(xp, 0.0, x)
+        return xp.where(maximum == math.inf, xp.where(x == math.inf, zero, neg_inf), x)
+
+    def positive_inf_sums(x: Any, shift: Any) -> Any:
+        return sums(at_positive_inf(x, maximum), shift)
 
     maximum = xp.max(x, axis=axis, keepdims=True)
-    # a slice with no entries (all -inf) is shifted by 0: exp gives 0, not NaN
-    shift = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), maximum)
+    # shifted by 0 where there are no entries (all -inf: exp gives 0, not NaN)
+    # and where the maximum is +inf (0 is the maximum at_positive_inf leaves)
+    shift = xp.where(xp.isinf(maximum), _kernel._constant(xp, 0.0, x), maximum)
     positive_inf = xp.any(maximum == math.inf)
     if not isinstance(positive_inf, jax.core.Tracer):
         if bool(positive_inf):
             x = at_positive_inf(x, maximum)
-            shift, rest = other_maxima(x, maximum)
-        else:
-            shift, rest = common(x, shift)
+        rest = sums(x, shift)
     else:
-        # Rare +inf maxima in a branch of their own; the branches take
+        # +inf maxima (rare) in a branch of their own, which keeps the selects
+        # of at_positive_inf out of the common path's sum. The branches take
         # full-size operands and return reduced arrays only (a full-size array
         # in or out of a lax.cond that a branch does not compute is copied).
-        shift, rest = jax.lax.cond(
-            positive_inf, lambda x, shift: other_maxima(at_positive_inf(x, maximum), maximum), common, x, shift
-        )
+        rest = jax.lax.cond(positive_inf, positive_inf_sums, sums, x, shift)
         x = at_positive_inf(x, maximum)  # elementwise, fused into the outputs that read x
     return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs)
 
@@ -1022,106 +1002,10 @@ def _jax_add_other_ties(xp: Any, maximum: Any, rest: Any, ties: Any) -> Any:
     return xp.where(xp.isnan(maximum), maximum, rest)
 
 
-def _jax_shifted(xp: Any, x: Any, maximum: Any, t: float, exact_ties: bool) -> Any:
-    """``d = (x - m) / t``; with ``exact_ties``, 0 on the ties and ``-inf``
-    everywhere on a slice with no entries (``m = -inf``), where ``x - m`` is NaN."""
-    if exact_ties:
-        on_ties = xp.where(maximum == -math.inf, _kernel._constant(xp, -math.inf, x), _kernel._constant(xp, 0.0, x))
-        shifted = xp.where(x == maximum, on_ties, x - maximum)
-    else:
-        shifted = x - maximum
+def _jax_shifted(xp: Any, x: Any, shift: Any, t: float) -> Any:
+    """``d = (x - shift) / t``."""
+    shifted = x - shift
     return shifted if t == 1.0 else shifted / _kernel._constant(xp, t, x)
-
-
-def _jax_sums(xp: Any, x3: Any, maximum: Any, t: float, exact_ties: bool) -> tuple[Any, Any]:
-    """``sum(exp(d) * (d < 0))`` and the count of ``d < 0`` along axis 1 of ``x3``.
-
-    ``d < 0`` as a float factor, not a ``where``: XLA keeps the product in the
-    fused reduction (a select is written out first)."""
-    shifted = _jax_shifted(xp, x3, maximum, t, exact_ties)
-    below = xp.astype(shifted < 0, x3.dtype)
-    rest = xp.sum(xp.exp(shifted) * below, axis=1, keepdims=True)
-    return rest, xp.sum(below, axis=1, keepdims=True)
-
-
-def _jax_whole_slices(xp: Any, slices: Any, t: float, exact_ties: bool) -> tuple[Any, Any, Any]:
-    """``(maximum, rest, ties)`` along axis 1, of slices held whole."""
-    maximum = xp.max(slices, axis=1, keepdims=True)
-    rest, below = _jax_sums(xp, slices, maximum, t, exact_ties)
-    return maximum, rest, slices.shape[1] - below  # counts below 2**24 (a block): exact in float32
-
-
-def _jax_reduce(xp: Any, slices: Any, t: float, block: int, exact_ties: bool) -> tuple[Any, Any, Any]:
-    """``(maximum, rest, ties)`` along axis 1 of ``slices`` ((outer, n) or
-    (outer, n, inner)), keepdims, computed block by block."""
-    import jax
-
-    outer, n = slices.shape[:2]
-    size = math.prod(slices.shape[1:])
-    if slices.size <= block:
-        return _jax_whole_slices(xp, slices, t, exact_ties)
-    if size <= block:
-        # Blocks of whole slices along the leading axis; the tail on its own.
-        per_block = block // size
-        count = outer // per_block
-        head = xp.reshape(slices[: count * per_block], (count, per_block) + slices.shape[1:])
-        parts = jax.lax.map(lambda part: _jax_whole_slices(xp, part, t, exact_ties), head)
-        parts = [xp.reshape(part, (count * per_block,) + part.shape[2:]) for part in parts]
-        if count * per_block < outer:
-            tail = _jax_whole_slices(xp, slices[count * per_block :], t, exact_ties)
-            parts = [xp.concat((part, end), axis=0) for part, end in zip(parts, tail)]
-        return tuple(parts)
-    inner = size // n
-    width = min(inner, max(_JAX_MIN_COLUMNS, block // n))
-    if inner > 1 and n * width <= 4 * block:
-        return _jax_column_blocks(xp, slices, t, width, exact_ties)
-    # Long slices: one max over the whole array, then chunks along the axis
-    # whose partial sums add up (per chunk counts stay exact; their total is
-    # taken in integers).
-    maximum = xp.max(slices, axis=1, keepdims=True)
-    per_chunk = max(1, block // (slices.size // n))
-    count = n // per_chunk
-
-    def chunk_sums(index: Any) -> tuple[Any, Any]:
-        chunk = jax.lax.dynamic_slice_in_dim(slices, index * per_chunk, per_chunk, axis=1)
-        return _jax_sums(xp, chunk, maximum, t, exact_ties)
-
-    rests, belows = jax.lax.map(chunk_sums, xp.arange(count))
-    rest = xp.sum(rests, axis=0)
-    below = xp.sum(xp.astype(belows, xp.int64 if jax.config.jax_enable_x64 else xp.int32), axis=0)
-    if count * per_chunk < n:
-        tail_rest, tail_below = _jax_sums(xp, slices[:, count * per_chunk :], maximum, t, exact_ties)
-        rest = rest + tail_rest
-        below = below + xp.astype(tail_below, below.dtype)
-    return maximum, rest, n - below
-
-
-#: Columns per block of an outer axis: XLA vectorizes across contiguous columns.
-_JAX_MIN_COLUMNS = 128
-
-
-def _jax_column_blocks(xp: Any, slices: Any, t: float, width: int, exact_ties: bool) -> tuple[Any, Any, Any]:
-    """``(maximum, rest, ties)`` along axis 1 of ``slices`` (outer, n, inner), in
-    blocks of ``width`` columns of each outer index; the last columns on their own."""
-    import jax
-
-    outer, n, inner = slices.shape
-    columns = inner // width
-
-    def column_block(index: Any) -> tuple[Any, Any, Any]:
-        start = (index // columns, 0, (index % columns) * width)
-        return _jax_whole_slices(xp, jax.lax.dynamic_slice(slices, start, (1, n, width)), t, exact_ties)
-
-    parts = jax.lax.map(column_block, xp.arange(outer * columns))
-    # (outer * columns, 1, 1, width) -> (outer, 1, columns * width)
-    parts = [
-        xp.reshape(xp.permute_dims(xp.reshape(part, (outer, columns, 1, width)), (0, 2, 1, 3)), (outer, 1, columns * width))
-        for part in parts
-    ]
-    if columns * width < inner:
-        tail = _jax_whole_slices(xp, slices[:, :, columns * width :], t, exact_ties)
-        parts = [xp.concat((part, end), axis=2) for part, end in zip(parts, tail)]
-    return tuple(parts)
 
 
 def _jax_outputs(
@@ -1139,9 +1023,9 @@ def _jax_outputs(
             # the sum of a slice with no entries is 0
             results[name] = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), _kernel._sign(xp, one + rest))
         elif name == "q":
-            results[name] = xp.exp(_jax_shifted(xp, x, shift, t, False)) / (one + rest)
+            results[name] = xp.exp(_jax_shifted(xp, x, shift, t)) / (one + rest)
         else:  # log_q
-            results[name] = _jax_shifted(xp, x, shift, t, False) - log_sum
+            results[name] = _jax_shifted(xp, x, shift, t) - log_sum
     return tuple(results[name] for name in outputs)
 
 
