@@ -141,3 +141,37 @@ def test_pairwise_sum_error_bound(xp, dtype, shape, axis):
     n = shape[axis]
     bound = (2 * math.log2(n) + 1) * np.finfo(dtype).eps / 2 * np.sum(np.abs(values), axis=axis)
     assert np.all(np.abs(np.squeeze(got, axis) - exact) <= bound)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_large_array_path_within_ulps_of_exact(dtype, monkeypatch):
+    """JAX's path for arrays above 2 MiB (one sum with the ties of the maximum in
+    it; slices whose sum is below 2 summed again without the pivot), forced on
+    every case: the bounds above, for ``logsumexp``, ``log_softmax`` and
+    ``softmax`` (whose entries here all have exact ``x - max``)."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from smoothmax import _fastpaths, softmax
+
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    failures = []
+    for case, values in CASES.items():
+        values = round_to(values, dtype)
+        exact = exact_logsumexp(tuple(values.tolist()))
+        x = jnp.asarray(values, dtype)
+        error = abs(mpmath.mpf(float(logsumexp(x))) - exact) / ulp(exact, dtype)
+        if error > tolerance("jax", dtype):
+            failures.append(f"{case}: logsumexp {float(error):.3f} ulp")
+        if not case.startswith("dominant"):
+            continue
+        log_q = np.asarray(log_softmax(x), np.float64)
+        q = np.asarray(softmax(x), np.float64)
+        for index in sorted({0, 1, len(values) - 1}):
+            expected = mpmath.mpf(float(values[index])) - exact
+            for name, got, want in (("log_softmax", log_q[index], expected), ("softmax", q[index], mpmath.exp(expected))):
+                error = abs(mpmath.mpf(float(got)) - want) / ulp(want, dtype)
+                if error > 2.0:
+                    failures.append(f"{case}: {name}[{index}] {float(error):.3f} ulp")
+    assert not failures, "\n".join(failures)
