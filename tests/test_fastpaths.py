@@ -440,6 +440,28 @@ def test_jax_fast_path_under_vmap(one_piece_bytes, monkeypatch):
         assert _same(a, b)
 
 
+def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
+    """Under ``vmap`` the large-array path's ``lax.cond`` predicates are taken
+    over the whole batch: the conds stay conds (a batched predicate would make
+    selects computing every branch, 16x ``jax.nn`` measured), and the batched
+    results are the unbatched ones, with the rows that need each branch in
+    different batch members (one dominant term; a ``+inf``)."""
+    jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    rows = np.array([[0.0] + [-40.0] * 5, [1.0, 2.0, 3.0, 3.0, 0.5, -1.0], [1.0, INF, INF, 0.0, 2.0, 3.0]])
+    batch = jnp.asarray(np.stack([rows[[0, 1]], rows[[1, 1]], rows[[1, 2]]]))
+
+    def kernel(v):
+        return _fastpaths.jax_kernel(jnp, v, None, 1, 1.0, ("lse", "q", "log_q"))
+
+    program = str(jax.make_jaxpr(jax.vmap(kernel))(batch))
+    assert program.count("cond[") >= 2 and "select_n" not in program.split("cond[", 1)[0][-200:]
+    for batched in (jax.vmap(kernel)(batch), jax.jit(jax.vmap(kernel))(batch)):
+        for index in range(batch.shape[0]):
+            for a, b in zip((value[index] for value in batched), kernel(batch[index])):
+                assert _same(a, b)
+
+
 # --------------------------------------------------------------------------- public functions
 
 
