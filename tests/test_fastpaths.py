@@ -462,6 +462,28 @@ def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
                 assert _same(a, b)
 
 
+def test_jax_small_examples_under_vmap_choose_by_the_batch(monkeypatch):
+    """Under ``vmap`` the one-piece path hands the whole batch to the kernel,
+    which takes the large-array path where the batch is above the limit (its
+    two reductions over a large batch ran 10x ``jax.nn``); one example alone
+    stays one piece. The results agree to the few ulp of the two summation
+    orders, non-finite entries exactly."""
+    jax, jnp = _jax()
+    rows = np.array([[0.0] + [-40.0] * 5, [1.0, 2.0, 3.0, 3.0, 0.5, -1.0], [1.0, INF, INF, 0.0, 2.0, 3.0]])
+    batch = jnp.asarray(np.stack([rows, rows[::-1], rows[[1, 0, 2]]]))
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", rows.nbytes)  # one example fits, three do not
+
+    def kernel(v):
+        return _fastpaths.jax_kernel(jnp, v, None, 1, 1.0, ("lse", "q", "log_q"))
+
+    assert "cond[" not in str(jax.make_jaxpr(kernel)(batch[0]))
+    assert "cond[" in str(jax.make_jaxpr(jax.vmap(kernel))(batch))
+    for batched in (jax.vmap(kernel)(batch), jax.jit(jax.vmap(kernel))(batch)):
+        for index in range(batch.shape[0]):
+            for a, b in zip((value[index] for value in batched), kernel(batch[index])):
+                assert _within_ulps(a, b, 8)
+
+
 # --------------------------------------------------------------------------- public functions
 
 

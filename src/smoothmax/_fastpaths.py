@@ -70,6 +70,7 @@ Set ``SMOOTHMAX_FASTPATHS=0`` in the environment, or :data:`ENABLED` to
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -891,7 +892,8 @@ def jax_kernel(
     XLA runs fastest on CPU.
 
     No ``argmax`` (a variadic reduction XLA runs slowly on CPU), no gather, no
-    pivot mask. Up to ``_JAX_SMALL_BYTES``, :func:`_jax_small`: with
+    pivot mask. Up to ``_JAX_SMALL_BYTES`` (under ``vmap``: of the whole batch,
+    :func:`_jax_small_unless_batched`), :func:`_jax_small`: with
     ``d = (x - m) / t`` the terms with ``d == 0`` are the ``k`` ties of the
     maximum, so ``sum(exp(d) * (d < 0))`` is the generic kernel's sum without
     the pivot (the summed values are the same, element for element) less the
@@ -917,7 +919,7 @@ def jax_kernel(
     if _declines(x, weights, axis, temperature, outputs) or x.dtype not in _jax_floats():
         return _generic(xp, x, weights, axis, temperature, outputs)
     if x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES:
-        return _jax_small(xp, x, axis, temperature, outputs)
+        return _jax_small_unless_batched(axis, temperature, outputs)(x)
     import jax
 
     def sums(x: Any, shift: Any) -> Any:
@@ -971,6 +973,26 @@ def jax_kernel(
 #: lse 204 vs 319 us, softmax forward+backward 323 vs 448 us; (512, 1024) 354
 #: vs 397 and 502 vs 964 us).
 _JAX_SMALL_BYTES = 1 << 21
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_small_unless_batched(axis: int, t: float, outputs: tuple[str, ...]) -> Any:
+    """:func:`_jax_small` on one array; under ``vmap``, :func:`jax_kernel` on the
+    whole batch (batch axis first), which takes the large-array path where the
+    batch is above ``_JAX_SMALL_BYTES`` (the one-piece path's two reductions
+    over a large batch: 10x ``jax.nn`` measured)."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_batching.custom_vmap
+    def small(x: Any) -> tuple[Any, ...]:
+        return _jax_small(jnp, x, axis, t, outputs)
+
+    @small.def_vmap
+    def _batched(axis_size: int, in_batched: list[bool], x: Any) -> tuple[tuple[Any, ...], tuple[bool, ...]]:
+        return jax_kernel(jnp, x, None, axis + 1, t, outputs), (True,) * len(outputs)
+
+    return small
 
 
 def _jax_small(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -> tuple[Any, ...]:
