@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _refine
+from ._fastpaths import _jax_any
 from ._fastpaths import jax_kernel as _fast_jax_kernel
 from ._kernel import kernel as _plain_kernel
 from ._kernel import kernel_jvp, with_rule_inputs
@@ -70,9 +71,7 @@ def _refiner(axis: int, temperature: float) -> Any:
     slices where one term dominates recomputed in extended precision, and what
     :func:`smoothmax._refine.refine_log_q` needs), in a ``lax.cond`` taken only
     where some ``|lse|`` is small enough to need it; otherwise ``dominated`` is
-    False everywhere. Under ``vmap`` a batched predicate would turn the cond into
-    a select that always computes the costly branch: the batching rule takes the
-    cond once for the whole batch."""
+    False everywhere."""
 
     def refine_all(x: Any, lse: Any) -> tuple[Any, ...]:
         return _refine.refine_everywhere(jnp, x, lse, axis, temperature, _compensated_sum)
@@ -83,22 +82,10 @@ def _refiner(axis: int, temperature: float) -> Any:
         return lse, jnp.zeros((slices, 1), bool), zeros, zeros
 
     def refine(x: Any, lse: Any) -> tuple[Any, ...]:
-        candidates = jnp.any(_refine.candidates(jnp, lse, temperature))
+        # under vmap the predicate is taken over the whole batch (_jax_any):
+        # a batched one would turn the cond into a select computing the costly branch
+        candidates = _jax_any(_refine.candidates(jnp, lse, temperature))
         return jax.lax.cond(candidates, refine_all, keep, x, lse)
-
-    refine = jax.custom_batching.custom_vmap(refine)
-
-    @refine.def_vmap
-    def _refine_batch(axis_size: int, in_batched: list[bool], x: Any, lse: Any) -> tuple[Any, Any]:
-        # batch axis first on both; the slices' axis moves one place right
-        x, lse = (
-            value if batched else jnp.broadcast_to(value, (axis_size,) + value.shape)
-            for value, batched in zip((x, lse), in_batched)
-        )
-        lse, dominated, maximum, log_sum = _refiner(axis + 1, temperature)(x, lse)
-        # the reduced arrays come out flat over all slices: batch first again
-        batched = tuple(jnp.reshape(value, (axis_size, -1, 1)) for value in (dominated, maximum, log_sum))
-        return (lse, *batched), (True,) * 4
 
     return refine
 
