@@ -218,6 +218,8 @@ def _candidates_if_any(xp: Any, lse: Any, t: float) -> Any:
     checked in a fraction of a microsecond on one slice); else the candidates,
     or None for the one slice."""
     bound = _CANDIDATE_BOUND * t  # <= 0 for t <= 0: no candidates
+    if isinstance(lse, np.generic):  # a NumPy scalar (one row's, smoothmax._fastpaths)
+        return None if abs(lse) < bound else False
     if math.prod(lse.shape) == 1:
         item = getattr(lse, "item", None)  # NumPy, PyTorch: one call
         value = item() if item is not None else float(lse[(0,) * lse.ndim])
