@@ -362,18 +362,17 @@ def _numpy_fold(rows: Any, carry: Any = None) -> Any:
     Returns a (k, 1, inner) view of ``rows``. ``rows`` is overwritten, and so is
     ``carry`` (the rows set aside before, or None) where given. The first odd
     row out serves as the carry in place: no fold reads or writes it again.
-    Fastest with ``k == 1``: each fold is then one contiguous ``np.add``."""
-    n = rows.shape[1]
-    while n > 1:
-        half = n // 2
-        if n % 2:
-            last = rows[:, n - 1 : n]
-            carry = last if carry is None else np.add(carry, last, out=carry)
-        # contiguous halves: no overlap, so no copy inside the ufunc
-        np.add(rows[:, :half], rows[:, half : 2 * half], out=rows[:, :half])
-        rows = rows[:, :half]
-        n = half
-    return rows if carry is None else np.add(rows, carry, out=rows)
+    Fastest with ``k == 1``: each fold is then one contiguous ``np.add``
+    (contiguous halves: no overlap, so no copy inside the ufunc)."""
+    return _kernel.fold_in_halves(rows, rows.shape[1], _numpy_rows_of, _numpy_add_into, carry)
+
+
+def _numpy_rows_of(array: Any, start: int, stop: int) -> Any:
+    return array[:, start:stop]
+
+
+def _numpy_add_into(a: Any, b: Any) -> Any:
+    return np.add(a, b, out=a)
 
 
 def _numpy_slices(results: _NumpyResults, x3: Any, where: slice, terms_buffer: Any, ties_buffer: Any) -> None:
@@ -811,19 +810,14 @@ def _torch_axis_sum(torch: Any, values: Any, axis: int, in_place: bool) -> Any:
         return torch.sum(values, axis, keepdim=True)
     if not in_place:
         values = values.clone()
-    carry = None
-    n = values.shape[axis]
-    while n > 1:
-        half = n // 2
-        if n % 2:
-            last = values.narrow(axis, n - 1, 1)
-            carry = last if carry is None else carry.add_(last)
-        low = values.narrow(axis, 0, half)
-        low.add_(values.narrow(axis, half, half))
-        values = low
-        n = half
-    # a new tensor: callers may reuse the buffer that was folded
-    return values.clone() if carry is None else torch.add(values, carry)
+    folded = _kernel.fold_in_halves(
+        values, values.shape[axis], lambda array, start, stop: array.narrow(axis, start, stop - start), _torch_add_into
+    )
+    return folded.clone()  # a new tensor: callers may reuse the buffer that was folded
+
+
+def _torch_add_into(a: Any, b: Any) -> Any:
+    return a.add_(b)
 
 
 def _torch_sums_rows_apart(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
@@ -1033,23 +1027,24 @@ def _jax_any(values: Any) -> Any:
     a ``lax.cond`` on it stays a cond: a batched predicate turns it into a
     select that computes both branches (measured 16x ``jax.nn`` under ``vmap``).
     The branches it chooses between give the same results either way."""
-    if not _JAX_ANY:
-        import jax
-        import jax.numpy as jnp
-
-        @jax.custom_batching.custom_vmap
-        def any_over_batch(values: Any) -> Any:
-            return jnp.any(values)
-
-        @any_over_batch.def_vmap
-        def _batched(axis_size: int, in_batched: list[bool], values: Any) -> tuple[Any, bool]:
-            return jnp.any(values), False
-
-        _JAX_ANY.append(any_over_batch)
-    return _JAX_ANY[0](values)
+    return _jax_any_over_batch()(values)
 
 
-_JAX_ANY: list[Any] = []
+@functools.lru_cache(maxsize=None)
+def _jax_any_over_batch() -> Any:
+    """The ``custom_vmap`` function behind :func:`_jax_any`, made once."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_batching.custom_vmap
+    def any_over_batch(values: Any) -> Any:
+        return jnp.any(values)
+
+    @any_over_batch.def_vmap
+    def _batched(axis_size: int, in_batched: list[bool], values: Any) -> tuple[Any, bool]:
+        return jnp.any(values), False
+
+    return any_over_batch
 
 
 def _jax_sum_below(xp: Any, shifted: Any, axis: int) -> Any:
@@ -1094,15 +1089,12 @@ def _jax_outputs(
     return tuple(results[name] for name in outputs)
 
 
-_JAX_FLOATS: list[Any] = []
+@functools.lru_cache(maxsize=None)
+def _jax_floats() -> tuple[Any, ...]:
+    """The floating dtypes the JAX kernel takes (others: the generic kernel)."""
+    import jax.numpy as jnp
 
-
-def _jax_floats() -> list[Any]:
-    if not _JAX_FLOATS:
-        import jax.numpy as jnp
-
-        _JAX_FLOATS.extend((jnp.float32, jnp.float64))
-    return _JAX_FLOATS
+    return (jnp.float32, jnp.float64)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -111,11 +111,12 @@ def pairwise_sum(xp: Any, values: Any, axis: int) -> Any:
     return fold_in_halves(values, values.shape[axis], rows, lambda a, b: a + b)
 
 
-def fold_in_halves(values: Any, n: int, rows: Any, add: Any) -> Any:
+def fold_in_halves(values: Any, n: int, rows: Any, add: Any, carry: Any = None) -> Any:
     """The folds of :func:`pairwise_sum` over ``n >= 1`` rows of ``values``:
     ``rows(values, start, stop)`` slices them (keeping the axis), ``add(a, b)``
-    adds two slices (any representation of a sum: compensated pairs too)."""
-    carry = None
+    adds two slices (any representation of a sum: compensated pairs too; the
+    fast paths add in place into ``a``). ``carry``: the rows set aside before
+    (a sum continued over pieces), else None."""
     while n > 1:
         half = n // 2
         if n % 2:
