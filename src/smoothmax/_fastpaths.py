@@ -608,9 +608,9 @@ _TORCH_PLAIN_TYPES: set[Any] = set()
 def _torch_small_lse(x: Any, axis: int, temperature: float) -> Any:
     """``lse`` along the last axis of a small contiguous CPU tensor, computed by
     NumPy on the tensor's own memory (no copy), as a ``(rows, 1)`` ndarray (a
-    NumPy scalar for a 1-d tensor); None where this route does not apply. Each torch op costs ~1.5 us of dispatch,
-    a NumPy ufunc ~0.5 us: :func:`small_rows_lse` takes half the time of
-    :func:`_torch_exact` here. (Only ``lse``: ``q`` comes from PyTorch's ``exp``
+    NumPy scalar for a 1-d tensor); None where this route does not apply. Each
+    torch op costs ~1.5 us of dispatch, a NumPy ufunc ~0.5 us:
+    :func:`small_rows_lse` takes half the time of :func:`_torch_exact` here. (Only ``lse``: ``q`` comes from PyTorch's ``exp``
     everywhere, so that the gradient of ``logsumexp`` stays bitwise ``softmax``;
     NumPy's ``exp`` differs from it in the last bit.)"""
     if not _TORCH_PLAIN_TYPES:
