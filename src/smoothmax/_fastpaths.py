@@ -1139,9 +1139,7 @@ def _torch_entry(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
             if x.ndim == 1 and not keepdims:  # a NumPy scalar (its reshape to () stays one)
                 return _torch.torch.from_numpy(np.asarray(small))
             return _torch.torch.from_numpy(small.reshape(x.shape[:working] + ((1,) if keepdims else ())))
-    (value,) = _torch.kernel(x, None, working, 1.0, (name,))
-    if name == "lse" and not keepdims:
-        value = value.squeeze(working)
+    (value,) = _torch.kernel(x, None, working, 1.0, (name,), squeeze=name == "lse" and not keepdims)
     return value
 
 

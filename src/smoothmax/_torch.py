@@ -82,6 +82,17 @@ def _saved_rule_inputs(ctx):
     return (torch.exp(saved) if ctx.q_from_log else saved), r
 
 
+#: The outputs of one value a slice, which the Function may return without ``axis``.
+_REDUCED = ("lse", "sign")
+
+
+def _without_axis(values, names, axis):
+    """``values`` (named ``names``) with ``axis`` squeezed out of the reduced ones:
+    inside the Function, where a squeeze records no autograd node of its own
+    (outside, one costs ~7 us forward and ~9 us backward at 16 elements)."""
+    return tuple(value.squeeze(axis) if name in _REDUCED else value for name, value in zip(names, values))
+
+
 class _LogSumExpReverse(torch.autograd.Function):
     """Reverse mode only: the variant ``torch.compile`` can trace (Dynamo does not
     support Functions that define ``jvp``)."""
@@ -89,16 +100,18 @@ class _LogSumExpReverse(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, weights, axis, temperature, outputs):  # type: ignore[override]
+    def forward(x, weights, axis, temperature, outputs, squeeze):  # type: ignore[override]
         internal = _rule_outputs(outputs, weights is not None, x, axis)
-        return _forward_kernel(x, weights, axis, temperature, internal)
+        values = _forward_kernel(x, weights, axis, temperature, internal)
+        return _without_axis(values, internal, axis) if squeeze else values
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
-        x, weights, axis, temperature, outputs = inputs
+        x, weights, axis, temperature, outputs, squeeze = inputs
         internal = _rule_outputs(outputs, weights is not None, x, axis)
         named = dict(zip(internal, output))
         ctx.names = internal
+        ctx.squeeze = squeeze
         ctx.axis = axis
         ctx.temperature = temperature
         ctx.has_weights = weights is not None
@@ -113,13 +126,15 @@ class _LogSumExpReverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         cotangents = dict(zip(ctx.names, grads))
+        if ctx.squeeze and cotangents.get("lse") is not None:
+            cotangents["lse"] = cotangents["lse"].unsqueeze(ctx.axis)
         if not ctx.has_weights and ctx.temperature != 0.0:
             fused = _fused_vjp(ctx.saved_tensors[0], ctx.q_from_log, cotangents, ctx.axis, ctx.temperature)
             if fused is not None:
-                return fused, None, None, None, None
+                return fused, None, None, None, None, None
         q, r = _saved_rule_inputs(ctx)
         grad_x, grad_weights = kernel_vjp(xp, q, r, cotangents, ctx.axis, ctx.temperature)
-        return grad_x, (grad_weights if ctx.has_weights else None), None, None, None
+        return grad_x, (grad_weights if ctx.has_weights else None), None, None, None, None
 
 
 
@@ -129,9 +144,10 @@ class _LogSumExp(_LogSumExpReverse):
     @staticmethod
     def jvp(ctx, x_tangent, weights_tangent, *_):  # type: ignore[override]
         q, r = _saved_rule_inputs(ctx)
-        return kernel_jvp(
+        tangents = kernel_jvp(
             xp, q, r, x_tangent, weights_tangent, ctx.axis, ctx.temperature, ctx.names
         )
+        return _without_axis(tangents, ctx.names, ctx.axis) if ctx.squeeze else tangents
 
 
 #: ``_LogSumExp.apply`` outside ``torch.func`` transforms: the C++ ``apply`` that
@@ -169,16 +185,19 @@ def kernel(
     axis: int,
     temperature: float,
     outputs: tuple[str, ...],
+    squeeze: bool = False,
 ) -> tuple[Any, ...]:
-    """The kernel, through autograd when a derivative may be asked for."""
+    """The kernel, through autograd when a derivative may be asked for; with
+    ``squeeze``, ``lse`` and ``sign`` without ``axis`` (not keepdims)."""
     if torch.compiler.is_compiling():
-        values = _LogSumExpReverse.apply(x, weights, axis, temperature, outputs)
+        values = _LogSumExpReverse.apply(x, weights, axis, temperature, outputs, squeeze)
     elif torch._C._are_functorch_transforms_active() or torch._C._functorch.is_functorch_wrapped_tensor(x):
-        values = _LogSumExp.apply(x, weights, axis, temperature, outputs)
+        values = _LogSumExp.apply(x, weights, axis, temperature, outputs, squeeze)
     elif _may_need_derivative(x, weights):
-        values = _apply_eager(x, weights, axis, temperature, outputs)
+        values = _apply_eager(x, weights, axis, temperature, outputs, squeeze)
     else:
-        return _forward_kernel(x, weights, axis, temperature, outputs)
+        values = _forward_kernel(x, weights, axis, temperature, outputs)
+        return _without_axis(values, outputs, axis) if squeeze else values
     return tuple(values[: len(outputs)])
 
 
