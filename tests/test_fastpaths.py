@@ -408,7 +408,7 @@ def _jit_compiles_it(name, values) -> bool:
 #: What only the eager test checks: the inputs the jit test leaves out, and the
 #: ``+inf`` maxima (eager calls take their fix-up outside a ``lax.cond``). Eager
 #: JAX compiles each operation for each new shape (~30 ms each): the other
-#: inputs, all through the same code, cost ~60 s more of the suite's time here.
+#: inputs, all through the same code, cost ~45 s more of the suite's time here.
 EAGER_INPUTS = [
     (name, values, axis)
     for name, values, axis in INPUTS
