@@ -500,6 +500,46 @@ def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
                 assert _same(a, b)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_softmax_takes_the_positive_inf_limit_in_arithmetic(dtype, monkeypatch):
+    """With ``q`` alone (``softmax``) the large-array path under ``jit`` builds
+    ``x - m`` with the ``+inf`` limit in arithmetic (``_jax_difference_at_limits``),
+    not with selects: bitwise what the same path gives with ``lse`` asked for too
+    (the selects), and the limits of ``semantics.md`` on the special rows (the
+    largest float beside ``+inf`` included). The gradient of ``logsumexp`` (which
+    asks for ``lse``) stays bitwise ``softmax``."""
+    jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    largest = float(np.finfo(dtype).max)
+    rows = np.array(
+        [
+            [1.0, INF, INF, 0.0, 2.0, largest],
+            [largest, INF, -INF, -largest, 0.0, 1e-30],
+            [NAN, 1.0, INF, 0.0, 0.0, 0.0],
+            [-INF] * 6,
+            [0.0] + [-40.0] * 5,
+            [1.0, 2.0, 3.0, 3.0, 0.5, -1.0],
+            [largest, largest, -INF, 0.0, 1.0, 2.0],
+        ]
+    )
+    x = jnp.asarray(rows.astype(dtype))
+    for t in (1.0, 3.0):
+        for axis, values in ((1, x), (0, x.T)):
+
+            def kernel(v, outputs, axis=axis, t=t):
+                return _fastpaths.jax_kernel(jnp, v, None, axis, t, outputs)
+
+            (q_alone,) = jax.jit(lambda v: kernel(v, ("q",)))(values)
+            assert _same(q_alone, jax.jit(lambda v: kernel(v, ("lse", "q")))(values)[1])
+            q = np.moveaxis(np.asarray(q_alone), axis, 1)
+            np.testing.assert_array_equal(q[0], [0.0, 0.5, 0.5, 0.0, 0.0, 0.0])
+            np.testing.assert_array_equal(q[1], [0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+            assert np.isnan(q[2]).all()
+            np.testing.assert_array_equal(q[3], np.zeros(6))
+    lse_gradient = jax.jit(jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=1))))(x)
+    assert _same(lse_gradient, jax.jit(lambda v: smoothmax.softmax(v, axis=1))(x))
+
+
 def test_jax_small_examples_under_vmap_choose_by_the_batch(monkeypatch):
     """Under ``vmap`` the one-piece path hands the whole batch to the kernel,
     which takes the large-array path where the batch is above the limit (its
