@@ -709,3 +709,21 @@ def test_jax_gradient_of_logsumexp_is_bitwise_softmax(dtype):
         x = jnp.asarray(values.astype(dtype))
         grad = jax.jit(jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=axis))))(x)
         assert _same(grad, jax.jit(lambda v: smoothmax.softmax(v, axis=axis))(x))
+
+
+def test_constants_on_accelerators_are_made_once():
+    """On PyTorch's accelerators every constant made anew is a host-to-device copy:
+    ``_kernel._constant`` keeps them per value, dtype and device (the ``meta``
+    device stands in for CUDA here); on the CPU it makes them each call."""
+    torch = pytest.importorskip("torch")
+    from array_api_compat import array_namespace
+
+    xp = array_namespace(torch.zeros(1))
+    like = torch.zeros(3, device="meta")
+    one = _kernel._constant(xp, 1.0, like)
+    assert one is _kernel._constant(xp, 1.0, like)
+    assert one.device == like.device and one.dtype == like.dtype and one.ndim == 0
+    assert _kernel._constant(xp, 1.0, like.double()).dtype == torch.float64
+    assert _kernel._constant(xp, 2.0, like) is not one
+    cpu = torch.zeros(3)
+    assert _kernel._constant(xp, 1.0, cpu) is not _kernel._constant(xp, 1.0, cpu)

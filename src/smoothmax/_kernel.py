@@ -37,8 +37,23 @@ from array_api_compat import device
 OUTPUT_NAMES = ("lse", "sign", "q", "r", "log_q")
 
 
+#: 0-d constants on PyTorch's accelerators (CUDA, MPS...), made once per value,
+#: dtype and device: each one made anew is a host-to-device copy (~15 a call).
+_DEVICE_CONSTANTS: dict[tuple[float, Any, Any], Any] = {}
+
+
 def _constant(xp: Any, value: float, like: Any) -> Any:
-    return xp.asarray(value, dtype=like.dtype, device=device(like))
+    """``value`` as a 0-d array of ``like``'s dtype on its device (never written to)."""
+    where = device(like)
+    if getattr(where, "type", "cpu") == "cpu":  # only PyTorch's devices have a type
+        return xp.asarray(value, dtype=like.dtype, device=where)
+    key = (value, like.dtype, where)
+    constant = _DEVICE_CONSTANTS.get(key)
+    if constant is None:
+        constant = xp.asarray(value, dtype=like.dtype, device=where)
+        if type(constant).__name__ == "Tensor":  # not torch.compile's FakeTensor
+            _DEVICE_CONSTANTS[key] = constant
+    return constant
 
 
 def _sign(xp: Any, value: Any) -> Any:
