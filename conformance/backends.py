@@ -55,6 +55,9 @@ class Backend:
         wraps NumPy): its peers set the floor of the softmax peer bound.
     grad
         ``grad(function, x)``: gradient of ``sum(function(x))`` in ``x``, or None.
+    usable
+        ``usable()``: whether the installed package can run it here (a device
+        present), where the package alone does not say; None: always.
     """
 
     name: str
@@ -69,12 +72,16 @@ class Backend:
     flushes_subnormals: bool = False
     exp_from: str | None = None
     grad: Callable[[Callable[[Any], Any], Any], Any] | None = None
+    usable: Callable[[], bool] | None = None
     _namespace: Any = field(default=None, repr=False)
 
     @property
     def available(self) -> bool:
-        """Whether its package is installed (without importing it)."""
-        return importlib.util.find_spec(self.package) is not None
+        """Whether its package is installed (without importing it) and, where
+        ``usable`` says more, can run here."""
+        if importlib.util.find_spec(self.package) is None:
+            return False
+        return self.usable is None or self.usable()
 
     @property
     def namespace(self) -> Any:
@@ -123,6 +130,25 @@ def _torch_grad(function: Callable[[Any], Any], x: Any) -> Any:
     leaf = x.detach().clone().requires_grad_(True)
     function(leaf).sum().backward()
     return leaf.grad
+
+
+def _cuda_usable() -> bool:
+    return importlib.import_module("torch").cuda.is_available()
+
+
+def _torch_cuda_asarray(torch: Any, values: np.ndarray, dtype: str) -> Any:
+    return _torch_asarray(torch, values, dtype).to("cuda")
+
+
+def _torch_cuda_asbool(torch: Any, values: np.ndarray) -> Any:
+    return _torch_asbool(torch, values).to("cuda")
+
+
+def _torch_cuda_to_numpy(tensor: Any) -> np.ndarray:
+    # a result must stay on its input's device: a CPU tensor here is a failure
+    if not tensor.is_cuda:
+        raise AssertionError(f"result on {tensor.device}, input on cuda")
+    return _torch_to_numpy(tensor.cpu())
 
 
 # ------------------------------------------------------------------ jax
@@ -219,6 +245,19 @@ BACKENDS: list[Backend] = [
         dtype_name=_dtype_name,
         faithful_exp=True,
         grad=_torch_grad,
+    ),
+    Backend(
+        name="torch-cuda",  # where a GPU is present; never on CI
+        package="torch",
+        dtypes=("float16", "bfloat16", "float32", "float64"),
+        load=lambda: importlib.import_module("torch"),
+        asarray=_torch_cuda_asarray,
+        asbool=_torch_cuda_asbool,
+        to_numpy=_torch_cuda_to_numpy,
+        dtype_name=_dtype_name,
+        faithful_exp=True,
+        grad=_torch_grad,
+        usable=_cuda_usable,
     ),
     Backend(
         name="jax",
