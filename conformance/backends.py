@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -210,6 +210,19 @@ def _dtype_name(array: Any) -> str:
     return str(array.dtype).rsplit(".", 1)[-1]
 
 
+_TORCH = Backend(
+    name="torch",
+    package="torch",
+    dtypes=("float16", "bfloat16", "float32", "float64"),
+    load=lambda: importlib.import_module("torch"),
+    asarray=_torch_asarray,
+    asbool=_torch_asbool,
+    to_numpy=_torch_to_numpy,
+    dtype_name=_dtype_name,
+    faithful_exp=True,
+    grad=_torch_grad,
+)
+
 #: Every registered backend, available or not (the pytest module skips the
 #: ones whose package is missing).
 BACKENDS: list[Backend] = [
@@ -234,29 +247,14 @@ BACKENDS: list[Backend] = [
         to_numpy=_strict_to_numpy,
         dtype_name=_dtype_name,
     ),
-    Backend(
-        name="torch",
-        package="torch",
-        dtypes=("float16", "bfloat16", "float32", "float64"),
-        load=lambda: importlib.import_module("torch"),
-        asarray=_torch_asarray,
-        asbool=_torch_asbool,
-        to_numpy=_torch_to_numpy,
-        dtype_name=_dtype_name,
-        faithful_exp=True,
-        grad=_torch_grad,
-    ),
-    Backend(
-        name="torch-cuda",  # where a GPU is present; never on CI
-        package="torch",
-        dtypes=("float16", "bfloat16", "float32", "float64"),
-        load=lambda: importlib.import_module("torch"),
+    _TORCH,
+    # the same on a GPU, where one is present (never on CI)
+    replace(
+        _TORCH,
+        name="torch-cuda",
         asarray=_torch_cuda_asarray,
         asbool=_torch_cuda_asbool,
         to_numpy=_torch_cuda_to_numpy,
-        dtype_name=_dtype_name,
-        faithful_exp=True,
-        grad=_torch_grad,
         usable=_cuda_usable,
     ),
     Backend(
