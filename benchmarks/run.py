@@ -1,6 +1,6 @@
 """smoothmax vs its peers: a table of time ratios (smoothmax / peer), per backend.
 
-    python -m benchmarks [--quick | --tiny] [--backend numpy,torch,jax] [--repeat N]
+    python -m benchmarks [--quick | --tiny] [--backend numpy,torch,jax,torch-cuda] [--repeat N]
                          [--output benchmarks/results/latest.json] [--no-scaling] [--no-save]
 
 Everything runs in one process. For each case (backend, function, shape, axis,
@@ -19,8 +19,11 @@ Peers:
   preallocated buffer (three raw passes, nothing else).
 * PyTorch CPU: ``torch.logsumexp`` (forward, forward+backward),
   ``torch.softmax`` / ``torch.log_softmax`` (forward+backward).
-* JAX (``jax.jit``): ``jax.nn.logsumexp`` (forward, ``jax.grad``), ``jax.nn.softmax`` /
-  ``jax.nn.log_softmax`` (forward+backward through ``jax.grad``).
+* JAX (``jax.jit``, on its default device): ``jax.nn.logsumexp`` (forward, ``jax.grad``),
+  ``jax.nn.softmax`` / ``jax.nn.log_softmax`` (forward+backward through ``jax.grad``).
+* ``torch-cuda`` (only when asked for, where CUDA is present): the PyTorch cases on the GPU,
+  each timing's loop of calls followed by ``torch.cuda.synchronize()``; no targets (those
+  are the CPU's).
 
 Also: peak extra memory of one ``logsumexp`` call relative to the input's size
 (NumPy through ``tracemalloc``, PyTorch through the profiler's allocator
@@ -104,31 +107,34 @@ class Case:
     smoothmax: Callable[[], Any]
     peers: dict[str, Callable[[], Any]]
     targets: dict[str, float] = field(default_factory=dict)  # peer -> max ratio
+    sync: Callable[[], Any] | None = None  # waits for the device's queued work (CUDA)
 
 
 # --------------------------------------------------------------------------- timing
 
 
-def _calibrate(function: Callable[[], Any], min_time: float) -> int:
+def _calibrate(function: Callable[[], Any], min_time: float, sync: Callable[[], Any] | None = None) -> int:
     """Calls per timing so that one timing lasts about ``min_time``."""
     function()  # warm-up (JIT compilation, caches, lazy imports)
     if min_time <= 0:
         return 1
     number = 1
     while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        elapsed = time.perf_counter() - start
+        elapsed = _time(function, number, sync) * number
         if elapsed >= min_time or number >= 1 << 16:
             return number
         number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.2))
 
 
-def _time(function: Callable[[], Any], number: int) -> float:
+def _time(function: Callable[[], Any], number: int, sync: Callable[[], Any] | None = None) -> float:
+    """Seconds a call, over a loop of ``number`` calls (and the device's queue, where ``sync``)."""
+    if sync is not None:
+        sync()
     start = time.perf_counter()
     for _ in range(number):
         function()
+    if sync is not None:
+        sync()
     return (time.perf_counter() - start) / number
 
 
@@ -142,7 +148,7 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 def measure(case: Case, mode: Mode) -> list[dict[str, Any]]:
     """Interleaved repetitions of smoothmax and every peer; one result per peer."""
     callables = {"smoothmax": case.smoothmax, **case.peers}
-    numbers = {name: _calibrate(function, mode.min_time) for name, function in callables.items()}
+    numbers = {name: _calibrate(function, mode.min_time, case.sync) for name, function in callables.items()}
     times: dict[str, list[float]] = {name: [] for name in callables}
     order = list(callables)
     gc_was_enabled = gc.isenabled()
@@ -150,7 +156,7 @@ def measure(case: Case, mode: Mode) -> list[dict[str, Any]]:
     try:
         for repetition in range(mode.repeat):
             for name in order if repetition % 2 == 0 else reversed(order):
-                times[name].append(_time(callables[name], numbers[name]))
+                times[name].append(_time(callables[name], numbers[name], case.sync))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -310,18 +316,24 @@ def scaling(mode: Mode) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- PyTorch
 
 
-def torch_cases(mode: Mode) -> list[Case]:
+def torch_cases(mode: Mode, device: str = "cpu") -> list[Case]:
+    """The PyTorch cases on ``device``; targets (the issue's, CPU ones) on the CPU only."""
     import torch
 
     import smoothmax
 
+    backend = "torch" if device == "cpu" else f"torch-{device}"
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    on_cpu = device == "cpu"
     cases = []
     for shape, axis in mode.shapes:
         for dtype in DTYPES:
-            x = torch.from_numpy(_input(shape, dtype))
+            x = torch.from_numpy(_input(shape, dtype)).to(device)
             leaf = x.clone().requires_grad_(True)
-            g_reduced = torch.ones(tuple(n for i, n in enumerate(shape) if i != axis % len(shape)), dtype=x.dtype)
-            g_full = torch.from_numpy(_input(shape, dtype)[::-1].copy())
+            g_reduced = torch.ones(
+                tuple(n for i, n in enumerate(shape) if i != axis % len(shape)), dtype=x.dtype, device=device
+            )
+            g_full = torch.from_numpy(_input(shape, dtype)[::-1].copy()).to(device)
             small = math.prod(shape) <= 16
 
             def fwd_bwd(function, g, leaf=leaf):
@@ -333,26 +345,28 @@ def torch_cases(mode: Mode) -> list[Case]:
 
             cases.append(
                 Case(
-                    "torch",
+                    backend,
                     "logsumexp",
                     shape,
                     axis,
                     dtype,
                     lambda x=x, axis=axis: smoothmax.logsumexp(x, axis=axis),
                     {"torch.logsumexp": lambda x=x, axis=axis: torch.logsumexp(x, dim=axis)},
-                    {"torch.logsumexp": 1.5 if small else 1.1},
+                    {"torch.logsumexp": 1.5 if small else 1.1} if on_cpu else {},
+                    sync,
                 )
             )
             cases.append(
                 Case(
-                    "torch",
+                    backend,
                     "logsumexp fwd+bwd",
                     shape,
                     axis,
                     dtype,
                     fwd_bwd(lambda v, axis=axis: smoothmax.logsumexp(v, axis=axis), g_reduced),
                     {"torch.logsumexp": fwd_bwd(lambda v, axis=axis: torch.logsumexp(v, dim=axis), g_reduced)},
-                    {"torch.logsumexp": 1.0},
+                    {"torch.logsumexp": 1.0} if on_cpu else {},
+                    sync,
                 )
             )
             for name, ours, theirs in (
@@ -361,14 +375,15 @@ def torch_cases(mode: Mode) -> list[Case]:
             ):
                 cases.append(
                     Case(
-                        "torch",
+                        backend,
                         f"{name} fwd+bwd",
                         shape,
                         axis,
                         dtype,
                         fwd_bwd(lambda v, axis=axis, ours=ours: ours(v, axis=axis), g_full),
                         {f"torch.{name}": fwd_bwd(lambda v, axis=axis, theirs=theirs: theirs(v, dim=axis), g_full)},
-                        {f"torch.{name}": 1.1},
+                        {f"torch.{name}": 1.1} if on_cpu else {},
+                        sync,
                     )
                 )
     return cases
@@ -474,7 +489,12 @@ def jax_cases(mode: Mode) -> list[Case]:
 
 # --------------------------------------------------------------------------- report
 
-BACKENDS = {"numpy": numpy_cases, "torch": torch_cases, "jax": jax_cases}
+BACKENDS = {
+    "numpy": numpy_cases,
+    "torch": torch_cases,
+    "jax": jax_cases,
+    "torch-cuda": lambda mode: torch_cases(mode, device="cuda"),
+}
 
 
 def machine() -> dict[str, Any]:
@@ -617,7 +637,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small shapes, few repetitions (under a minute)")
     size.add_argument("--tiny", action="store_true", help="smoke run (a few seconds, no meaningful timings)")
-    parser.add_argument("--backend", default="numpy,torch,jax", help="comma-separated subset of numpy,torch,jax")
+    parser.add_argument("--backend", default="numpy,torch,jax",
+                        help="comma-separated subset of numpy,torch,jax,torch-cuda (the last only where asked)")
     parser.add_argument("--repeat", type=int, default=None, help="interleaved repetitions per case")
     parser.add_argument("--output", default=None, help=f"JSON file (default {os.path.relpath(DEFAULT_OUTPUT)})")
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON file")
@@ -638,10 +659,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     available = []
     for name in backends:
         try:
-            __import__({"numpy": "scipy", "torch": "torch", "jax": "jax"}[name])
-            available.append(name)
+            module = __import__({"numpy": "scipy", "torch": "torch", "jax": "jax", "torch-cuda": "torch"}[name])
         except ImportError:
             print(f"skipping {name}: not installed", file=sys.stderr)
+            continue
+        if name == "torch-cuda" and not module.cuda.is_available():
+            print(f"skipping {name}: no CUDA device", file=sys.stderr)
+            continue
+        available.append(name)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     result = run(mode, available, args.repeat, not args.no_scaling,
                  progress=(lambda line: print(line, file=sys.stderr, flush=True)) if args.progress else None)
