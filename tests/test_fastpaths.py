@@ -187,8 +187,10 @@ def test_torch_fast_path_is_bitwise_generic(dtype):
     import array_api_compat.torch as xp
 
     def fast(x, axis, t, outputs):
+        large = x.numel() > _fastpaths._TORCH_SMALL
         if outputs == ("lse",) and (
-            (t == 1.0 and x.numel() > _fastpaths._TORCH_SMALL) or _fastpaths._torch_small_lse(x, axis, t) is not None
+            (t == 1.0 and large and not _fastpaths._torch_in_row_blocks(x, axis, outputs))
+            or _fastpaths._torch_small_lse(x, axis, t) is not None
         ):
             # the exact path the large lse takes on slices where log(S) is not
             # enough, and the one the small lse would take without NumPy
@@ -196,9 +198,20 @@ def test_torch_fast_path_is_bitwise_generic(dtype):
         return _fastpaths.torch_kernel(xp, x, None, axis, t, outputs)
 
     rng = np.random.default_rng(5)
-    # above _TORCH_SMALL with rows that fit one or several blocks (q's frac by
-    # rows, bitwise with one thread: see test_torch_rows_summed_apart_with_threads)
+    # above _TORCH_SMALL with rows that fit one or several row blocks (bitwise
+    # with one thread: see test_torch_row_blocks_with_threads)
     rows = [(f"rows{shape}", rng.standard_normal(shape) * 3, 1) for shape in [(40, 1000), (700, 30), (5, 40_000)]]
+    # row blocks with the slices they hand to the generic kernel: +inf, all -inf,
+    # NaN, several ties of the maximum, a dominant term; in the first block and the last
+    special = rng.standard_normal((600, 100)) * 3
+    for row in (3, 597):
+        special[row, 5] = INF
+        special[row + 1] = -INF
+        special[row + 2, 7] = NAN
+    special[10, [4, 9, 40]] = 20.0
+    special[11] = [0.0] + [-40.0] * 99
+    special[12, 1:4] = INF
+    rows.append(("special-rows-large", special, 1))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -260,11 +273,11 @@ def test_torch_small_lse_is_numpys(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_rows_summed_apart_with_threads(dtype):
-    """With several threads the block-by-block sums of ``q``'s rows may round
+def test_torch_row_blocks_with_threads(dtype):
+    """With several threads the block-by-block sums of the rows may round
     differently from one ``torch.sum`` (PyTorch splits the work by the shape):
-    ``q`` then stays within 2 ulp and ``lse`` within 1 ulp of the generic kernel,
-    and the gradient of ``logsumexp`` is still bitwise ``softmax``."""
+    ``lse`` then stays within 1 ulp, ``q`` and ``log_q`` within 2 ulp of the
+    generic kernel, and the gradient of ``logsumexp`` is still bitwise ``softmax``."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
@@ -272,14 +285,15 @@ def test_torch_rows_summed_apart_with_threads(dtype):
     threads = torch.get_num_threads()
     torch.set_num_threads(max(2, threads))
     try:
-        for shape in [(5, 30_000), (40, 1000), (3, 20_000)]:
+        for shape in [(5, 30_000), (40, 1000), (3, 20_000), (2, 120_000)]:
             x = torch.from_numpy((rng.standard_normal(shape) * 3).astype(dtype))
-            assert _fastpaths._torch_sums_rows_apart(x, 1, ("lse", "q"))
-            got = _fastpaths.torch_kernel(xp, x, None, 1, 1.0, ("lse", "q"))
-            want = _kernel.kernel(xp, x, None, 1, 1.0, ("lse", "q"))
-            for value, expected, ulps in zip(got, want, (1, 2)):
-                spacing = torch.from_numpy(np.spacing(np.abs(expected.numpy())))
-                assert bool(((value - expected).abs() <= ulps * spacing).all()), shape
+            for outputs, bounds in ((("lse", "q"), (1, 2)), (("log_q", "lse"), (2, 1))):
+                assert _fastpaths._torch_in_row_blocks(x, 1, outputs)
+                got = _fastpaths.torch_kernel(xp, x, None, 1, 1.0, outputs)
+                want = _kernel.kernel(xp, x, None, 1, 1.0, outputs)
+                for value, expected, ulps in zip(got, want, bounds):
+                    spacing = torch.from_numpy(np.spacing(np.abs(expected.numpy())))
+                    assert bool(((value - expected).abs() <= ulps * spacing).all()), (shape, outputs)
             leaf = x.clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(smoothmax.logsumexp(leaf, axis=1).sum(), leaf)
             assert torch.equal(grad, smoothmax.softmax(x, axis=1))
@@ -289,7 +303,8 @@ def test_torch_rows_summed_apart_with_threads(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_large_lse_from_the_full_sum(dtype):
-    """``lse`` alone at ``t = 1`` above ``_TORCH_SMALL`` elements is ``m + log(S)``
+    """``lse`` alone at ``t = 1`` above ``_TORCH_SMALL`` elements, where the row
+    blocks do not take it (outer axes, rows above 1 MiB), is ``m + log(S)``
     (the pivot's 1 inside ``S``) on slices with ``S >= 4`` or ``|m| >= 8``: within
     one ulp of the generic ``m + log1p(rest)``, not bitwise; the other slices
     (dominant terms near 0, near-ties, special values) get the generic kernel's
@@ -312,6 +327,11 @@ def test_torch_large_lse_from_the_full_sum(dtype):
         ("few-special", special, 1),
         ("few-special-outer", np.ascontiguousarray(special.T), 0),
     ]
+    # rows longer than a row block (1 MiB), one of nine dominated: copied out
+    long_rows = rng.standard_normal((9, 300_000)) * 3 + 20
+    long_rows[4] = -40.0
+    long_rows[4, 7] = 0.0
+    cases.append(("long-rows-one-dominant", long_rows, 1))
     with np.errstate(divide="ignore"):  # some probabilities underflow to 0: -inf entries
         cases.append(("log-probabilities", np.log(rng.dirichlet(np.full(200, 0.05), 300)), 1))
     threads = torch.get_num_threads()
