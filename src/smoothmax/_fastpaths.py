@@ -610,6 +610,10 @@ def torch_kernel(
 _TORCH_ROW_BLOCK_BYTES = 1 << 20
 
 
+#: What every output is on a slice with no entries (all ``-inf``), as in the generic kernel.
+_TORCH_EMPTY_SLICE = {"lse": -math.inf, "sign": 0.0, "q": 0.0, "log_q": -math.inf}
+
+
 def _torch_in_row_blocks(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
     """Whether a large call takes :func:`_torch_row_blocks`: along the last axis,
     rows that fit a block, at most one full-size output (``q`` or ``log_q``)."""
@@ -634,8 +638,8 @@ def _torch_row_blocks(
     the number of ones, ``with_ones - rest``, must be 1 beyond the sums' rounding
     (:func:`_torch_rest_without_ones`). The slices where it is not (several
     ties) and those with a non-finite maximum (NaN doubt) are copied out at the
-    end and take the generic kernel, so masked (all ``-inf``) rows cost only
-    themselves. Each row is summed by ``torch.sum`` (with several threads
+    end and take the generic kernel, but for the all ``-inf`` ones (masked out),
+    which are set to its limits: padded rows cost little. Each row is summed by ``torch.sum`` (with several threads
     PyTorch may split a block's rows differently from the whole array's: the
     last bits may then differ from the generic kernel's; see
     the threads case of ``tests/test_fastpaths.py``)."""
@@ -687,9 +691,18 @@ def _torch_row_blocks(
         results[full_name] = full
     redo = torch.lt(_torch_doubt(torch, with_ones, rest, n), 0.5).logical_not_().view(-1)  # NaN too
     if bool(redo.any()):
+        empty = torch.eq(maximum, -math.inf).view(-1)
+        if bool(empty.any()):
+            # all -inf (masked out): the generic kernel's limits, without its cost
+            # (index_fill_ writes those rows alone; a boolean mask would scan every entry)
+            rows_empty = torch.nonzero(empty).squeeze(1)
+            for name in outputs:
+                results[name].index_fill_(0, rows_empty, _TORCH_EMPTY_SLICE[name])
+            redo.logical_and_(empty.logical_not_())
         index = torch.nonzero(redo).squeeze(1)
-        for name, value in zip(outputs, _generic(xp, rows[index], None, 1, temperature, outputs)):
-            results[name][index] = value
+        if index.numel():
+            for name, value in zip(outputs, _generic(xp, rows[index], None, 1, temperature, outputs)):
+                results[name][index] = value
     reduced_shape = x.shape[:-1] + (1,)
     return tuple(
         results[name].view(x.shape) if name == full_name else results[name].view(reduced_shape) for name in outputs
