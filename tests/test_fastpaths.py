@@ -180,17 +180,25 @@ def test_numpy_fast_path_takes_non_contiguous_input_through_the_generic_kernel()
 # --------------------------------------------------------------------------- PyTorch
 
 
+@pytest.fixture(params=[False, True], ids=["whole-passes", "row-blocks"])
+def row_blocks(request, monkeypatch):
+    """PyTorch's large inputs along the last axis in whole passes
+    (``_torch_exact``, ``_torch_lse``) or in row blocks (``_torch_row_blocks``,
+    which only inputs of 8 MiB and more take by default: here every input above
+    ``_TORCH_SMALL`` elements, so that small test inputs cover them)."""
+    monkeypatch.setattr(_fastpaths, "_TORCH_ROW_BLOCKS_FROM", 0 if request.param else math.inf)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_fast_path_is_bitwise_generic(dtype):
+def test_torch_fast_path_is_bitwise_generic(dtype, row_blocks):
     """Everything but ``lse`` alone at ``t = 1`` on large inputs (see below)."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
     def fast(x, axis, t, outputs):
-        large = x.numel() > _fastpaths._TORCH_SMALL
         if outputs == ("lse",) and (
-            (t == 1.0 and large and not _fastpaths._torch_in_row_blocks(x, axis, outputs))
-            or _fastpaths._torch_small_lse(x, axis, t) is not None
+            (t == 1.0 and x.numel() > _fastpaths._TORCH_SMALL) or _fastpaths._torch_small_lse(x, axis, t) is not None
         ):
             # the exact path the large lse takes on slices where log(S) is not
             # enough, and the one the small lse would take without NumPy
@@ -272,8 +280,23 @@ def test_torch_small_lse_is_numpys(dtype):
         assert torch.equal(smoothmax.logsumexp(torch.nn.Parameter(x), axis=1), expected)
 
 
+def test_torch_row_blocks_take_inputs_from_8_mib_along_the_last_axis():
+    torch = pytest.importorskip("torch")
+
+    def takes(shape, axis=-1, outputs=("q",), dtype=torch.float32):
+        x = torch.empty(shape, dtype=dtype)
+        return _fastpaths._torch_in_row_blocks(x, axis % x.ndim, outputs)
+
+    assert takes((2048, 1024)) and takes((1024, 1024), dtype=torch.float64) and takes((32, 8, 256, 256))
+    assert takes((8, 262_144)) and takes((8192, 256), outputs=("lse",))
+    assert not takes((2047, 1024))  # under 8 MiB: whole passes
+    assert not takes((8, 262_145))  # rows over 1 MiB
+    assert not takes((2048, 1024), axis=0)  # outer axis
+    assert not takes((2048, 1024), outputs=("log_q", "q"))  # two full-size outputs
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_row_blocks_with_threads(dtype):
+def test_torch_row_blocks_with_threads(dtype, monkeypatch):
     """With several threads the block-by-block sums of the rows may round
     differently from one ``torch.sum`` (PyTorch splits the work by the shape):
     ``lse`` then stays within 1 ulp, ``q`` and ``log_q`` within 2 ulp of the
@@ -281,6 +304,7 @@ def test_torch_row_blocks_with_threads(dtype):
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
+    monkeypatch.setattr(_fastpaths, "_TORCH_ROW_BLOCKS_FROM", 0)
     rng = np.random.default_rng(6)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(2, threads))
@@ -302,9 +326,9 @@ def test_torch_row_blocks_with_threads(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_large_lse_from_the_full_sum(dtype):
-    """``lse`` alone at ``t = 1`` above ``_TORCH_SMALL`` elements, where the row
-    blocks do not take it (outer axes, rows above 1 MiB), is ``m + log(S)``
+def test_torch_large_lse_from_the_full_sum(dtype, row_blocks):
+    """``lse`` alone at ``t = 1`` above ``_TORCH_SMALL`` elements, in whole passes
+    or in row blocks, is ``m + log(S)``
     (the pivot's 1 inside ``S``) on slices with ``S >= 4`` or ``|m| >= 8``: within
     one ulp of the generic ``m + log1p(rest)``, not bitwise; the other slices
     (dominant terms near 0, near-ties, special values) get the generic kernel's
@@ -343,8 +367,14 @@ def test_torch_large_lse_from_the_full_sum(dtype):
                 continue
             (got,) = _fastpaths.torch_kernel(xp, x, None, axis, 1.0, ("lse",))
             (want,) = _kernel.kernel(xp, x, None, axis, 1.0, ("lse",))
-            assert _within_ulps(got.numpy(), want.numpy(), 1), name
             maximum = torch.amax(x, axis, keepdim=True)
+            # one ulp of the result; where m + log(S) cancels to near 0 (log-probabilities)
+            # each formula is within an ulp of its log term from the exact value: two apart
+            finite = np.isfinite(want.numpy())
+            result, log_term = np.abs(want.numpy()[finite]), np.abs((want - maximum).numpy()[finite])
+            tolerance = np.where(result >= log_term, np.spacing(result), 2 * np.spacing(log_term))
+            assert np.all(np.abs(got.numpy()[finite] - want.numpy()[finite]) <= tolerance), name
+            assert _same(got.numpy()[~finite], want.numpy()[~finite]), name
             total = torch.exp(x - maximum).sum(axis, keepdim=True)
             generic = ~((total >= 4) | ((maximum.abs() >= 8) & (total >= 1)))
             assert _same(got[generic].numpy(), want[generic].numpy()), name
