@@ -180,10 +180,10 @@ def test_numpy_fast_path_takes_non_contiguous_input_through_the_generic_kernel()
 # --------------------------------------------------------------------------- PyTorch
 
 
-@pytest.fixture(params=[False, True], ids=["whole-passes", "row-blocks"])
-def row_blocks(request, monkeypatch):
-    """PyTorch's large inputs along the last axis in whole passes
-    (``_torch_exact``, ``_torch_lse``) or in row blocks (``_torch_row_blocks``,
+@pytest.fixture(params=[False, True], ids=["whole-passes", "blocks"])
+def in_blocks(request, monkeypatch):
+    """PyTorch's large inputs along the last axis or axis 0 in whole passes
+    (``_torch_exact``, ``_torch_lse``) or in blocks of slices (``_torch_blocks``,
     which only inputs of 8 MiB and more take by default: here every input above
     ``_TORCH_SMALL`` elements, so that small test inputs cover them)."""
     monkeypatch.setattr(_fastpaths, "_TORCH_ROW_BLOCKS_FROM", 0 if request.param else math.inf)
@@ -191,7 +191,7 @@ def row_blocks(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_fast_path_is_bitwise_generic(dtype, row_blocks):
+def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks):
     """Everything but ``lse`` alone at ``t = 1`` on large inputs (see below)."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
@@ -207,7 +207,7 @@ def test_torch_fast_path_is_bitwise_generic(dtype, row_blocks):
 
     rng = np.random.default_rng(5)
     # above _TORCH_SMALL with rows that fit one or several row blocks (bitwise
-    # with one thread: see test_torch_row_blocks_with_threads)
+    # with one thread: see test_torch_blocks_with_threads)
     rows = [(f"rows{shape}", rng.standard_normal(shape) * 3, 1) for shape in [(40, 1000), (700, 30), (5, 40_000)]]
     # row blocks with the slices they hand to the generic kernel: +inf, all -inf,
     # NaN, several ties of the maximum, a dominant term; in the first block and the last
@@ -288,23 +288,26 @@ def test_torch_small_lse_is_numpys(dtype):
         assert torch.equal(smoothmax.logsumexp(torch.nn.Parameter(x), axis=1), expected)
 
 
-def test_torch_row_blocks_take_inputs_from_8_mib_along_the_last_axis():
+def test_torch_blocks_take_inputs_from_8_mib_along_the_last_axis_or_axis_0():
     torch = pytest.importorskip("torch")
 
     def takes(shape, axis=-1, outputs=("q",), dtype=torch.float32):
         x = torch.empty(shape, dtype=dtype)
-        return _fastpaths._torch_in_row_blocks(x, axis % x.ndim, outputs)
+        return _fastpaths._torch_in_blocks(x, axis % x.ndim, outputs)
 
     assert takes((2048, 1024)) and takes((1024, 1024), dtype=torch.float64) and takes((32, 8, 256, 256))
     assert takes((8, 262_144)) and takes((8192, 256), outputs=("lse",))
+    assert takes((2048, 1024), axis=0) and takes((64, 32, 1024), axis=0, outputs=("lse",))  # columns
     assert not takes((2047, 1024))  # under 8 MiB: whole passes
     assert not takes((8, 262_145))  # rows over 1 MiB
-    assert not takes((2048, 1024), axis=0)  # outer axis
+    assert not takes((16385, 128), axis=0)  # columns over 1/16 MiB
+    assert not takes((2048, 1024), axis=0, outputs=("log_q",))  # log_q along axis 0
+    assert not takes((32, 64, 1024), axis=1)  # another axis
     assert not takes((2048, 1024), outputs=("log_q", "q"))  # two full-size outputs
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_row_blocks_with_threads(dtype, monkeypatch):
+def test_torch_blocks_with_threads(dtype, monkeypatch):
     """With several threads the block-by-block sums of the rows may round
     differently from one ``torch.sum`` (PyTorch splits the work by the shape):
     ``lse`` then stays within 1 ulp, ``q`` and ``log_q`` within 2 ulp of the
@@ -320,7 +323,7 @@ def test_torch_row_blocks_with_threads(dtype, monkeypatch):
         for shape in [(5, 30_000), (40, 1000), (3, 20_000), (2, 120_000)]:
             x = torch.from_numpy((rng.standard_normal(shape) * 3).astype(dtype))
             for outputs, bounds in ((("lse", "q"), (1, 2)), (("log_q", "lse"), (2, 1))):
-                assert _fastpaths._torch_in_row_blocks(x, 1, outputs)
+                assert _fastpaths._torch_in_blocks(x, 1, outputs)
                 got = _fastpaths.torch_kernel(xp, x, None, 1, 1.0, outputs)
                 want = _kernel.kernel(xp, x, None, 1, 1.0, outputs)
                 for value, expected, ulps in zip(got, want, bounds):
@@ -334,7 +337,7 @@ def test_torch_row_blocks_with_threads(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_large_lse_from_the_full_sum(dtype, row_blocks):
+def test_torch_large_lse_from_the_full_sum(dtype, in_blocks):
     """``lse`` alone at ``t = 1`` above ``_TORCH_SMALL`` elements, in whole passes
     or in row blocks, is ``m + log(S)``
     (the pivot's 1 inside ``S``) on slices with ``S >= 4`` or ``|m| >= 8``: within

@@ -573,10 +573,10 @@ def torch_kernel(
 ) -> tuple[Any, ...]:
     """The kernel for eager CPU tensors: fewer passes, the generic kernel's accuracy.
 
-    Inputs of 8 MiB and more along the last axis with rows of up to 1 MiB take
-    :func:`_torch_row_blocks`; ``lse`` alone at ``t = 1`` on other large inputs
+    Inputs of 8 MiB and more along the last axis or axis 0 take :func:`_torch_blocks`
+    where their slices fit a block; ``lse`` alone at ``t = 1`` on other large inputs
     :func:`_torch_lse`; everything else :func:`_torch_exact` (bitwise the generic
-    kernel, and so are the row blocks on one thread). Non-finite maxima
+    kernel, and so are the blocks on one thread). Non-finite maxima
     (``+inf``, all ``-inf``, NaN), non-contiguous inputs, other devices,
     ``torch.compile`` and ``torch.func`` transforms take the generic kernel. Callers run it where no gradient is
     recorded (the adapter's no-derivative path, ``autograd.Function.forward``):
@@ -598,8 +598,8 @@ def torch_kernel(
         value = _torch_small_lse(x, axis, temperature)
         if value is not None:
             return (torch.from_numpy(value.reshape(x.shape[:axis] + (1,))),)
-    if x.numel() > _TORCH_SMALL and _torch_in_row_blocks(x, axis, outputs):
-        return _torch_row_blocks(torch, xp, x, temperature, outputs)
+    if x.numel() > _TORCH_SMALL and _torch_in_blocks(x, axis, outputs):
+        return _torch_blocks(torch, xp, x, axis, temperature, outputs)
     if temperature == 1.0 and outputs == ("lse",) and x.numel() > _TORCH_SMALL:
         return (_torch_lse(torch, xp, x, axis),)
     return _torch_exact(torch, xp, x, axis, temperature, outputs)
@@ -619,26 +619,29 @@ _TORCH_ROW_BLOCKS_FROM = 8 << 20
 _TORCH_EMPTY_SLICE = {"lse": -math.inf, "sign": 0.0, "q": 0.0, "log_q": -math.inf}
 
 
-def _torch_in_row_blocks(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
-    """Whether a call takes :func:`_torch_row_blocks`: at least
-    ``_TORCH_ROW_BLOCKS_FROM`` bytes along the last axis, rows that fit a block,
-    at most one full-size output (``q`` or ``log_q``)."""
-    return (
-        axis == x.ndim - 1
-        and x.shape[axis] * x.element_size() <= _TORCH_ROW_BLOCK_BYTES
-        and x.numel() * x.element_size() >= _TORCH_ROW_BLOCKS_FROM
-        and not ("q" in outputs and "log_q" in outputs)
-    )
+def _torch_in_blocks(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
+    """Whether a call takes :func:`_torch_blocks`: at least ``_TORCH_ROW_BLOCKS_FROM``
+    bytes, along the last axis (rows that fit a block, at most one full-size
+    output) or axis 0 (columns of which 16 fit a block, a cache line of float32
+    a row; no ``log_q``)."""
+    slice_bytes = x.shape[axis] * x.element_size()
+    if axis == x.ndim - 1:
+        fits = slice_bytes <= _TORCH_ROW_BLOCK_BYTES and not ("q" in outputs and "log_q" in outputs)
+    else:
+        # (log_q along axis 0 measured 1.05-1.23x the whole passes in column blocks)
+        fits = axis == 0 and 16 * slice_bytes <= _TORCH_ROW_BLOCK_BYTES and "log_q" not in outputs
+    return fits and x.numel() * x.element_size() >= _TORCH_ROW_BLOCKS_FROM
 
 
-def _torch_row_blocks(
-    torch: Any, xp: Any, x: Any, temperature: float, outputs: tuple[str, ...]
+def _torch_blocks(
+    torch: Any, xp: Any, x: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """:func:`_torch_exact`'s results along the last axis, computed a block of
-    whole rows at a time: a block's ``x - m``, ``exp``, sums and its share of
-    ``q`` or ``log_q`` are done while it is in cache, so the full-size arrays are
-    read and written once each (~8 passes over memory before: ``log_softmax``
-    15-22% faster, ``softmax`` 5-14%, at (4096, 1024) and (32, 8, 256, 256)).
+    """:func:`_torch_exact`'s results along the last axis or axis 0, computed a
+    block of whole slices at a time (the rows, or the columns, of ``x`` as a
+    matrix): a block's ``x - m``, ``exp``, sums and its share of ``q`` or
+    ``log_q`` are done while it is in cache, so the full-size arrays are read and
+    written once each (~8 passes over memory before: ``log_softmax`` 15-22%
+    faster, ``softmax`` 5-14%, at (4096, 1024) and (32, 8, 256, 256)).
 
     Per slice the values are the generic kernel's, element for element: the
     pivot's 1 is left out of the sum by ``frac`` in a block-sized scratch, and
@@ -646,10 +649,11 @@ def _torch_row_blocks(
     (:func:`_torch_rest_without_ones`). The slices where it is not (several
     ties) and those with a non-finite maximum (NaN doubt) are copied out at the
     end and take the generic kernel, but for the all ``-inf`` ones (masked out),
-    which are set to its limits: padded rows cost little. Each row is summed by ``torch.sum`` (with several threads
-    PyTorch may split a block's rows differently from the whole array's: the
-    last bits may then differ from the generic kernel's; see
-    the threads case of ``tests/test_fastpaths.py``).
+    which are set to its limits: padded rows cost little. Rows are summed by
+    ``torch.sum`` (with several threads PyTorch may split a block's rows
+    differently from the whole array's: the last bits may then differ from the
+    generic kernel's; see the threads case of ``tests/test_fastpaths.py``),
+    columns pairwise as the generic kernel sums them (:func:`_torch_axis_sum`).
 
     ``lse`` alone at ``t = 1`` is :func:`_torch_lse`'s: ``m + log(S)``, the pivot's
     1 in ``S``, on slices with ``S >= 4`` or ``|m| >= 8``, within one ulp of the
@@ -657,54 +661,66 @@ def _torch_row_blocks(
     slices falls short (then the generic value, bitwise). No full-size buffer:
     ``logsumexp`` 0.38x the time before at (32, 8, 256, 256), whose ``exp(x -
     m)`` in full cost its page faults."""
-    n = x.shape[-1]
-    rows = x.view(-1, n)
-    count = rows.shape[0]
+    n = x.shape[axis]
+    last = axis == x.ndim - 1
+    matrix = x.view(-1, n) if last else x.view(n, -1)  # slices as rows, or as columns (axis 0)
+    along = 1 if last else 0  # the matrix's reduced dimension
+    across = 1 - along  # the one blocks are cut along
+    count = matrix.shape[across]
     per_block = max(1, _TORCH_ROW_BLOCK_BYTES // (n * x.element_size()))
+    reduced_shape = (count, 1) if last else (1, count)
 
-    def reduced() -> Any:
-        return torch.empty((count, 1), dtype=x.dtype)
+    def reduced(dtype: Any = x.dtype) -> Any:
+        return torch.empty(reduced_shape, dtype=dtype)
+
+    def part(array: Any, start: int, size: int) -> Any:
+        return array.narrow(across, start, size)
 
     maximum, with_ones, rest = reduced(), reduced(), reduced()
     full_name = "q" if "q" in outputs else "log_q" if "log_q" in outputs else None
-    full = torch.empty_like(rows) if full_name is not None else None
+    full = torch.empty_like(matrix) if full_name is not None else None
     log_sum = reduced() if full_name == "log_q" else None
-    scratch = torch.empty((min(per_block, count), n), dtype=x.dtype)
+    scratch = torch.empty((min(per_block, count), n) if last else (n, min(per_block, count)), dtype=x.dtype)
     one = _torch_one(torch, x.dtype)
     # lse alone at t = 1: m + log(S) as in _torch_lse, the pivot left out only where needed
-    short = torch.empty((count, 1), dtype=torch.bool) if outputs == ("lse",) and temperature == 1.0 else None
+    short = reduced(torch.bool) if outputs == ("lse",) and temperature == 1.0 else None
     any_short = False
     for start in range(0, count, per_block):
-        stop = min(start + per_block, count)
-        block, work = rows[start:stop], scratch[: stop - start]
-        block_maximum = torch.amax(block, 1, keepdim=True, out=maximum[start:stop])
+        size = min(per_block, count - start)
+        block, work = part(matrix, start, size), part(scratch, 0, size)
+        block_maximum = torch.amax(block, along, keepdim=True, out=part(maximum, start, size))
         if full_name == "q":
             # exp(d) in place in q (the pivot's 1 kept), frac into the scratch
-            scaled = _torch_shifted(torch, block, block_maximum, temperature, full[start:stop]).exp_()
+            scaled = _torch_shifted(torch, block, block_maximum, temperature, part(full, start, size)).exp_()
             fractions = torch.frac(scaled, out=work)
         else:
             # d in log_q (or the scratch), exp(d) in the scratch
             shifted = _torch_shifted(
-                torch, block, block_maximum, temperature, full[start:stop] if full_name else work
+                torch, block, block_maximum, temperature, part(full, start, size) if full_name else work
             )
             scaled = fractions = torch.exp(shifted, out=work) if full_name else shifted.exp_()
-        block_with_ones = torch.sum(scaled, 1, keepdim=True, out=with_ones[start:stop])
+        block_with_ones = torch.sum(scaled, along, keepdim=True, out=part(with_ones, start, size))
         if short is not None:
-            # lse alone: the rows where m + log(S) will not do (see _torch_lse), NaN too
+            # lse alone: the slices where m + log(S) will not do (see _torch_lse), NaN too
             least = torch.where(block_maximum.abs() >= _TORCH_LARGE_MAXIMUM, 1.0, _TORCH_LOG_SUM_FROM)
-            block_short = torch.ge(block_with_ones, least, out=short[start:stop]).logical_not_()
+            block_short = torch.ge(block_with_ones, least, out=part(short, start, size)).logical_not_()
             if not bool(block_short.any()):
                 continue  # (their rest is never read)
             any_short = True
         if fractions is scaled:
             fractions.frac_()
-        block_rest = torch.sum(fractions, 1, keepdim=True, out=rest[start:stop])
+        block_rest = part(rest, start, size)
+        if last:
+            torch.sum(fractions, 1, keepdim=True, out=block_rest)
+        else:
+            block_rest.copy_(_torch_axis_sum(torch, fractions, 0, in_place=True))  # pairwise
         if full_name == "q":
             scaled.div_(torch.add(one, block_rest))
         elif full_name == "log_q":
-            shifted.sub_(torch.log1p(block_rest, out=log_sum[start:stop]))
+            shifted.sub_(torch.log1p(block_rest, out=part(log_sum, start, size)))
+    keepdims_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
     if short is not None and not any_short:
-        return (with_ones.log_().add_(maximum).view(x.shape[:-1] + (1,)),)  # the common case
+        return (with_ones.log_().add_(maximum).view(keepdims_shape),)  # the common case
     if log_sum is None and ("lse" in outputs):
         log_sum = torch.log1p(rest)
     results: dict[str, Any] = {}
@@ -723,19 +739,17 @@ def _torch_row_blocks(
         empty = torch.eq(maximum, -math.inf).view(-1)
         if bool(empty.any()):
             # all -inf (masked out): the generic kernel's limits, without its cost
-            # (index_fill_ writes those rows alone; a boolean mask would scan every entry)
-            rows_empty = torch.nonzero(empty).squeeze(1)
+            # (index_fill_ writes those slices alone; a boolean mask would scan every entry)
+            slices_empty = torch.nonzero(empty).squeeze(1)
             for name in outputs:
-                results[name].index_fill_(0, rows_empty, _TORCH_EMPTY_SLICE[name])
+                results[name].index_fill_(across, slices_empty, _TORCH_EMPTY_SLICE[name])
             redo.logical_and_(empty.logical_not_())
         index = torch.nonzero(redo).squeeze(1)
         if index.numel():
-            for name, value in zip(outputs, _generic(xp, rows[index], None, 1, temperature, outputs)):
-                results[name][index] = value
-    reduced_shape = x.shape[:-1] + (1,)
-    return tuple(
-        results[name].view(x.shape) if name == full_name else results[name].view(reduced_shape) for name in outputs
-    )
+            slices = matrix.index_select(across, index)
+            for name, value in zip(outputs, _generic(xp, slices, None, along, temperature, outputs)):
+                results[name].index_copy_(across, index, value)
+    return tuple(results[name].view(x.shape if name == full_name else keepdims_shape) for name in outputs)
 
 
 #: The tensor types whose memory the small-lse route reads with NumPy (not subclasses).
@@ -885,11 +899,12 @@ def _torch_exact(
             shifted = _torch_shifted(torch, x, maximum, t, scaled)  # bitwise the same d
     else:
         rest = None
-        # frac in place where q is not asked for (q along the last axis takes
-        # _torch_row_blocks, which keeps its ones)
-        if "q" not in outputs:
+        # frac in place where q is not asked for, else (rows that fit a block
+        # along the last axis) frac into a block-sized scratch: q keeps its ones
+        keep = _torch_sums_rows_apart(x, axis, outputs)
+        if "q" not in outputs or keep:
             scaled = shifted.exp_()  # one full-size buffer: allocations cost page faults
-            rest = _torch_rest_without_ones(torch, scaled, axis, n, torch.sum(scaled, axis, keepdim=True))
+            rest = _torch_rest_without_ones(torch, scaled, axis, n, torch.sum(scaled, axis, keepdim=True), keep)
             if rest is None or "log_q" in outputs:
                 # d once more, bitwise the same, where exp(d) took its place
                 shifted = _torch_shifted(torch, x, maximum, t, scaled)
@@ -1008,6 +1023,36 @@ def _torch_add_into(a: Any, b: Any) -> Any:
     return a.add_(b)
 
 
+def _torch_sums_rows_apart(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
+    """Whether a large call sums ``q``'s rows in blocks (:func:`_torch_frac_sum_by_rows`):
+    ``q`` without ``log_q``, along the last axis, rows that fit a block."""
+    return (
+        "q" in outputs
+        and "log_q" not in outputs
+        and axis == x.ndim - 1
+        and x.shape[axis] * x.element_size() <= BLOCK_BYTES
+    )
+
+
+def _torch_frac_sum_by_rows(torch: Any, scaled: Any, n: int) -> Any:
+    """``sum(frac(scaled))`` along the last axis, keepdims, ``scaled`` left as it
+    is: blocks of whole rows through a scratch of ``BLOCK_BYTES`` (a full-size
+    buffer would cost its page faults). Each row is summed by ``torch.sum``, but
+    with several threads PyTorch may split a block's rows differently from the
+    whole array's: the sums (and so ``q``, ``lse``) may then differ from the
+    generic kernel's in the last bits. ``logsumexp``'s gradient and ``softmax``
+    take this same path, so they stay bitwise equal."""
+    rows = scaled.view(-1, n)
+    per_block = max(1, BLOCK_BYTES // (n * scaled.element_size()))
+    scratch = torch.empty((min(per_block, rows.shape[0]), n), dtype=scaled.dtype)
+    sums = torch.empty((rows.shape[0], 1), dtype=scaled.dtype)
+    for start in range(0, rows.shape[0], per_block):
+        stop = min(start + per_block, rows.shape[0])
+        block = torch.frac(rows[start:stop], out=scratch[: stop - start])
+        torch.sum(block, 1, keepdim=True, out=sums[start:stop])
+    return sums.view(scaled.shape[:-1] + (1,))
+
+
 def _torch_count_ones(torch: Any, scaled: Any) -> int:
     """How many entries of ``scaled = exp(d) <= 1`` are 1: ``floor`` is 1 there and
     0 elsewhere, summed block by block through a scratch of ``BLOCK_BYTES``
@@ -1022,10 +1067,13 @@ def _torch_count_ones(torch: Any, scaled: Any) -> int:
     return count
 
 
-def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int, with_ones: Any) -> Any:
+def _torch_rest_without_ones(
+    torch: Any, scaled: Any, axis: int, n: int, with_ones: Any, keep: bool = False
+) -> Any:
     """The sum of ``scaled = exp(d)`` without its one entry equal to 1 per slice
     (the pivot: exp(0) = 1), or None where that is not certain; ``with_ones`` is
-    the sum of ``scaled`` as it is, which is left with 0 in place of its ones.
+    the sum of ``scaled`` as it is, which is left with 0 in place of its ones
+    (unless ``keep``: the last axis then, see :func:`_torch_frac_sum_by_rows`).
 
     ``frac`` maps exp(d) in [0, 1) to itself and 1 to 0, in place: the summed
     values are the generic kernel's (the pivot zeroed) when exactly one entry of
@@ -1037,12 +1085,12 @@ def _torch_rest_without_ones(torch: Any, scaled: Any, axis: int, n: int, with_on
     the ones are counted instead (:func:`_torch_count_ones`).
     """
     eps = torch.finfo(scaled.dtype).eps
-    if (n - 1) * eps >= 0.5:
+    if (n - 1) * eps >= 0.5:  # (never with keep: its rows fit a block)
         # every slice holds its pivot's 1: one per slice iff as many as slices
         if _torch_count_ones(torch, scaled) != with_ones.numel():
             return None
         return _torch_axis_sum(torch, scaled.frac_(), axis, in_place=True)
-    rest = _torch_axis_sum(torch, scaled.frac_(), axis, True)
+    rest = _torch_frac_sum_by_rows(torch, scaled, n) if keep else _torch_axis_sum(torch, scaled.frac_(), axis, True)
     if (_torch_doubt(torch, with_ones, rest, n) < 0.5).all().item():
         return rest
     return None
