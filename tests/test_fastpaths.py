@@ -186,7 +186,7 @@ def in_blocks(request, monkeypatch):
     (``_torch_exact``, ``_torch_lse``) or in blocks of slices (``_torch_blocks``,
     which only inputs of 8 MiB and more take by default: here every input above
     ``_TORCH_SMALL`` elements, so that small test inputs cover them)."""
-    monkeypatch.setattr(_fastpaths, "_TORCH_ROW_BLOCKS_FROM", 0 if request.param else math.inf)
+    monkeypatch.setattr(_fastpaths, "_TORCH_BLOCKS_FROM", 0 if request.param else math.inf)
     return request.param
 
 
@@ -315,7 +315,7 @@ def test_torch_blocks_with_threads(dtype, monkeypatch):
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
-    monkeypatch.setattr(_fastpaths, "_TORCH_ROW_BLOCKS_FROM", 0)
+    monkeypatch.setattr(_fastpaths, "_TORCH_BLOCKS_FROM", 0)
     rng = np.random.default_rng(6)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(2, threads))

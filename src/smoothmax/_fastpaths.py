@@ -605,14 +605,15 @@ def torch_kernel(
     return _torch_exact(torch, xp, x, axis, temperature, outputs)
 
 
-#: Rows up to this many bytes are reduced a block of whole rows at a time, each block's
-#: scratch in one core's L2 (1 MiB on the AMD EPYC measured; 256 KiB blocks gained less).
-_TORCH_ROW_BLOCK_BYTES = 1 << 20
+#: Slices are reduced a block of this many bytes at a time (:func:`_torch_blocks`), each
+#: block and its scratch in one core's L2 (1 MiB on the AMD EPYC measured; 256 KiB blocks
+#: gained less); longer rows are searched for their pivot in pieces of this size.
+_TORCH_BLOCK_BYTES = 1 << 20
 
 #: ... on inputs of at least this many bytes: below, where a whole pass stays in the
 #: caches, the blocks' bookkeeping (~40 us a call, more a block) costs more than they
 #: save (measured 1.05-1.4x at 0.1-4 MiB, 0.4-1.0x from 8 MiB, one thread).
-_TORCH_ROW_BLOCKS_FROM = 8 << 20
+_TORCH_BLOCKS_FROM = 8 << 20
 
 
 #: What every output is on a slice with no entries (all ``-inf``), as in the generic kernel.
@@ -620,17 +621,17 @@ _TORCH_EMPTY_SLICE = {"lse": -math.inf, "sign": 0.0, "q": 0.0, "log_q": -math.in
 
 
 def _torch_in_blocks(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
-    """Whether a call takes :func:`_torch_blocks`: at least ``_TORCH_ROW_BLOCKS_FROM``
+    """Whether a call takes :func:`_torch_blocks`: at least ``_TORCH_BLOCKS_FROM``
     bytes, along the last axis (rows that fit a block, at most one full-size
     output) or axis 0 (columns of which 16 fit a block, a cache line of float32
     a row; no ``log_q``)."""
     slice_bytes = x.shape[axis] * x.element_size()
     if axis == x.ndim - 1:
-        fits = slice_bytes <= _TORCH_ROW_BLOCK_BYTES and not ("q" in outputs and "log_q" in outputs)
+        fits = slice_bytes <= _TORCH_BLOCK_BYTES and not ("q" in outputs and "log_q" in outputs)
     else:
         # (log_q along axis 0 measured 1.05-1.23x the whole passes in column blocks)
-        fits = axis == 0 and 16 * slice_bytes <= _TORCH_ROW_BLOCK_BYTES and "log_q" not in outputs
-    return fits and x.numel() * x.element_size() >= _TORCH_ROW_BLOCKS_FROM
+        fits = axis == 0 and 16 * slice_bytes <= _TORCH_BLOCK_BYTES and "log_q" not in outputs
+    return fits and x.numel() * x.element_size() >= _TORCH_BLOCKS_FROM
 
 
 def _torch_blocks(
@@ -640,8 +641,9 @@ def _torch_blocks(
     block of whole slices at a time (the rows, or the columns, of ``x`` as a
     matrix): a block's ``x - m``, ``exp``, sums and its share of ``q`` or
     ``log_q`` are done while it is in cache, so the full-size arrays are read and
-    written once each (~8 passes over memory before: ``log_softmax`` 15-22%
-    faster, ``softmax`` 5-14%, at (4096, 1024) and (32, 8, 256, 256)).
+    written once each (~8 passes over memory before: ``log_softmax`` 10-22%
+    faster, ``softmax`` 7-14%, at (4096, 1024) and (32, 8, 256, 256); along
+    axis 0 of (1024, 4096) ``softmax`` 25-32%).
 
     Per slice the values are the generic kernel's, element for element: the
     pivot's 1 is left out of the sum by ``frac`` in a block-sized scratch, and
@@ -667,7 +669,7 @@ def _torch_blocks(
     along = 1 if last else 0  # the matrix's reduced dimension
     across = 1 - along  # the one blocks are cut along
     count = matrix.shape[across]
-    per_block = max(1, _TORCH_ROW_BLOCK_BYTES // (n * x.element_size()))
+    per_block = max(1, _TORCH_BLOCK_BYTES // (n * x.element_size()))
     reduced_shape = (count, 1) if last else (1, count)
 
     def reduced(dtype: Any = x.dtype) -> Any:
@@ -859,7 +861,7 @@ def _torch_exact(
     ``sign(x - m)`` (see below), ``x - m`` is exponentiated and ``q`` divided in
     place. The values summed and divided are the generic kernel's, element for
     element and in the same layout; slices with several ties of the maximum take
-    the generic kernel. Rows longer than a row block (1 MiB) along the last
+    the generic kernel. Rows longer than a block (1 MiB) along the last
     axis find the generic kernel's pivot itself a piece at a time
     (:func:`_torch_pivot_by_pieces`) and zero it with ``scatter_``, as small
     inputs do: ``softmax`` of (10_000_000,) 0.58x the time of the ``sign`` path,
@@ -868,8 +870,8 @@ def _torch_exact(
     """
     n = x.shape[axis]
     small = x.numel() <= _TORCH_SMALL
-    # rows too long for a row block: the pivot found a piece at a time (see below)
-    long_rows = not small and axis == x.ndim - 1 and n * x.element_size() > _TORCH_ROW_BLOCK_BYTES
+    # rows too long for a block: the pivot found a piece at a time (see below)
+    long_rows = not small and axis == x.ndim - 1 and n * x.element_size() > _TORCH_BLOCK_BYTES
     if small:
         # Few elements: the fewest operations. max with its index in one call,
         # the pivot zeroed (and for q put back) with scatter_.
@@ -944,11 +946,11 @@ def _torch_exact(
 
 def _torch_maximum_by_pieces(torch: Any, x: Any) -> tuple[Any, Any]:
     """The maximum of the last axis (keepdims) of a contiguous ``x`` whose rows are
-    longer than a piece of ``_TORCH_ROW_BLOCK_BYTES``, and each row's maxima of its
+    longer than a piece of ``_TORCH_BLOCK_BYTES``, and each row's maxima of its
     whole pieces, ``(rows, pieces)`` (for :func:`_torch_pivot_by_pieces`)."""
     n = x.shape[-1]
     rows = x.view(-1, n)
-    piece = _TORCH_ROW_BLOCK_BYTES // x.element_size()
+    piece = _TORCH_BLOCK_BYTES // x.element_size()
     whole = n - n % piece
     piece_maxima = torch.amax(rows[:, :whole].view(rows.shape[0], -1, piece), 2)
     maximum = torch.amax(piece_maxima, 1, keepdim=True)
@@ -966,7 +968,7 @@ def _torch_pivot_by_pieces(torch: Any, x: Any, maximum: Any, piece_maxima: Any) 
     n = x.shape[-1]
     rows = x.view(-1, n)
     count, pieces = piece_maxima.shape
-    piece = _TORCH_ROW_BLOCK_BYTES // x.element_size()
+    piece = _TORCH_BLOCK_BYTES // x.element_size()
     hits = torch.eq(piece_maxima, maximum.view(count, 1))
     first = torch.argmax(hits.to(torch.uint8), 1)  # the first True (0 where none)
     holding = rows[:, : pieces * piece].view(count, pieces, piece)[torch.arange(count), first]
