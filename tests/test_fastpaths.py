@@ -297,7 +297,15 @@ def test_torch_blocks_take_inputs_from_8_mib_along_the_last_axis_or_axis_0():
 
     assert takes((2048, 1024)) and takes((1024, 1024), dtype=torch.float64) and takes((32, 8, 256, 256))
     assert takes((8, 262_144)) and takes((8192, 256), outputs=("lse",))
-    assert takes((2048, 1024), axis=0) and takes((64, 32, 1024), axis=0, outputs=("lse",))  # columns
+    assert takes((64, 32, 1024), axis=0, outputs=("lse",))  # columns
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert takes((2048, 1024), axis=0)
+        torch.set_num_threads(2)
+        assert not takes((2048, 1024), axis=0) and takes((2048, 1024), axis=0, outputs=("lse", "sign"))
+    finally:
+        torch.set_num_threads(threads)
     assert not takes((2047, 1024))  # under 8 MiB: whole passes
     assert not takes((8, 262_145))  # rows over 1 MiB
     assert not takes((16385, 128), axis=0)  # columns over 1/16 MiB

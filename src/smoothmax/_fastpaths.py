@@ -624,14 +624,27 @@ def _torch_in_blocks(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
     """Whether a call takes :func:`_torch_blocks`: at least ``_TORCH_BLOCKS_FROM``
     bytes, along the last axis (rows that fit a block, at most one full-size
     output) or axis 0 (columns of which 16 fit a block, a cache line of float32
-    a row; no ``log_q``)."""
+    a row; no ``log_q``, and ``q`` only on one intra-op thread)."""
     slice_bytes = x.shape[axis] * x.element_size()
     if axis == x.ndim - 1:
         fits = slice_bytes <= _TORCH_BLOCK_BYTES and not ("q" in outputs and "log_q" in outputs)
     else:
-        # (log_q along axis 0 measured 1.05-1.23x the whole passes in column blocks)
-        fits = axis == 0 and 16 * slice_bytes <= _TORCH_BLOCK_BYTES and "log_q" not in outputs
+        # Columns measured 1.05-1.23x the whole passes for log_q, and for q with
+        # several threads up to 2x (the whole passes spread over the threads, the
+        # columns' many small folds do not); lse alone 0.4-1.0x either way.
+        fits = (
+            axis == 0
+            and 16 * slice_bytes <= _TORCH_BLOCK_BYTES
+            and "log_q" not in outputs
+            and ("q" not in outputs or _torch_threads() == 1)
+        )
     return fits and x.numel() * x.element_size() >= _TORCH_BLOCKS_FROM
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _torch_blocks(
