@@ -717,8 +717,7 @@ def _torch_blocks(
         block_with_ones = torch.sum(scaled, along, keepdim=True, out=part(with_ones, start, size))
         if short is not None:
             # lse alone: the slices where m + log(S) will not do (see _torch_lse), NaN too
-            least = torch.where(block_maximum.abs() >= _TORCH_LARGE_MAXIMUM, 1.0, _TORCH_LOG_SUM_FROM)
-            block_short = torch.ge(block_with_ones, least, out=part(short, start, size)).logical_not_()
+            block_short = _torch_log_sum_short(torch, block_maximum, block_with_ones, part(short, start, size))
             if not bool(block_short.any()):
                 continue  # (their rest is never read)
             any_short = True
@@ -834,9 +833,7 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     maximum = torch.amax(x, axis, keepdim=True)
     scaled = torch.sub(x, maximum).exp_()
     total = torch.sum(scaled, axis, keepdim=True)
-    # per slice 4, or 1 (any sum) where |m| >= 8; a NaN sum (a non-finite maximum) passes neither
-    least = torch.where(maximum.abs() >= _TORCH_LARGE_MAXIMUM, 1.0, _TORCH_LOG_SUM_FROM)
-    outside = torch.ge(total, least).logical_not_()
+    outside = _torch_log_sum_short(torch, maximum, total)
     count = int(outside.sum().item())
     if count == 0:
         return total.log_().add_(maximum)
@@ -847,6 +844,14 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     if rest is not None:
         return torch.log1p(rest).add_(maximum)
     return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
+
+
+def _torch_log_sum_short(torch: Any, maximum: Any, total: Any, out: Any = None) -> Any:
+    """Per slice, whether ``m + log(S)`` (``S = total``, the pivot's 1 in it) will
+    not do for ``lse``: ``S`` under 4, or under 1 where ``|m| >= 8`` (see
+    :func:`_torch_lse`); a NaN sum (a non-finite maximum) is short too."""
+    least = torch.where(maximum.abs() >= _TORCH_LARGE_MAXIMUM, 1.0, _TORCH_LOG_SUM_FROM)
+    return torch.ge(total, least, out=out).logical_not_()
 
 
 def _torch_lse_slices(torch: Any, xp: Any, x: Any, axis: int, lse: Any, where: Any) -> Any:
