@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import os
 import subprocess
 import sys
@@ -187,6 +188,8 @@ def in_blocks(request, monkeypatch):
     which only inputs of 8 MiB and more take by default: here every input above
     ``_TORCH_SMALL`` elements, so that small test inputs cover them)."""
     monkeypatch.setattr(_fastpaths, "_TORCH_BLOCKS_FROM", 0 if request.param else math.inf)
+    # and every full-size buffer advised huge, as large inputs' are (_torch_empty)
+    monkeypatch.setattr(_fastpaths, "_TORCH_HUGE_PAGES_FROM", 0)
     return request.param
 
 
@@ -428,6 +431,33 @@ def test_torch_fast_path_does_not_modify_its_input():
     for outputs in OUTPUT_SETS:
         _fastpaths.torch_kernel(xp, x, None, 1, 1.0, outputs)
     assert torch.equal(x, before)
+
+
+def test_torch_full_size_buffers_are_advised_huge_from_4_mib(monkeypatch):
+    torch = pytest.importorskip("torch")
+    advised = []
+    monkeypatch.setattr(_fastpaths, "_madvise", lambda: lambda start, length, advice: advised.append((start, length, advice)) or 0)
+    small = _fastpaths._torch_empty(torch, torch.empty((1023, 1024), dtype=torch.float32))
+    assert not advised and small.shape == (1023, 1024) and small.dtype == torch.float32
+    large = _fastpaths._torch_empty(torch, torch.empty((4, 1024, 128), dtype=torch.float64))
+    assert large.shape == (4, 1024, 128) and large.dtype == torch.float64 and large.is_contiguous()
+    ((start, length, advice),) = advised
+    page = mmap.PAGESIZE
+    # whole pages within the buffer, all of them but the partial ones at its ends
+    assert advice == mmap.MADV_HUGEPAGE and start % page == 0 and length % page == 0
+    assert large.data_ptr() <= start < large.data_ptr() + page
+    assert large.data_ptr() + 4 * 1024 * 128 * 8 - page < start + length <= large.data_ptr() + 4 * 1024 * 128 * 8
+
+
+def test_torch_huge_page_advice_is_taken_where_offered():
+    """On Linux with transparent huge pages in ``madvise`` mode the kernel takes the
+    advice (whether it then finds free huge pages is its business)."""
+    torch = pytest.importorskip("torch")
+    if _fastpaths._madvise() is None:
+        pytest.skip("no transparent huge pages in madvise mode here")
+    buffer = torch.empty(1 << 20, dtype=torch.float64)
+    assert _fastpaths._advise_huge_pages(buffer.data_ptr(), 8 << 20)
+
 
 
 # --------------------------------------------------------------------------- JAX
@@ -736,6 +766,11 @@ def test_environment_switch():
     env["SMOOTHMAX_FASTPATHS"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+    code = "from smoothmax import _fastpaths; print(_fastpaths._TORCH_HUGE_PAGES_FROM)"
+    for value, want in (("0", "inf"), ("off", "inf"), ("1", str(4 << 20))):
+        env["SMOOTHMAX_MADVISE_HUGEPAGE"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == want
 
 
 # --------------------------------------------------------------------------- gradients
@@ -746,24 +781,30 @@ def test_environment_switch():
 def test_torch_gradient_of_logsumexp_is_bitwise_softmax(enabled, dtype, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(_fastpaths, "ENABLED", enabled)
+    monkeypatch.setattr(_fastpaths, "_TORCH_HUGE_PAGES_FROM", 0)  # the gradient's buffer advised too
     for _, values, axis in INPUTS:
         x = torch.from_numpy(values.astype(dtype)).requires_grad_(True)
         (grad,) = torch.autograd.grad(smoothmax.logsumexp(x, axis=axis).sum(), x)
         assert _same(grad.numpy(), smoothmax.softmax(x.detach(), axis=axis).numpy())
 
 
-def test_torch_fused_softmax_backward_matches_the_generic_rule():
+def test_torch_fused_softmax_backward_matches_the_generic_rule(monkeypatch):
     torch = pytest.importorskip("torch")
     from smoothmax import _torch
 
+    monkeypatch.setattr(_fastpaths, "_TORCH_HUGE_PAGES_FROM", 0)  # the output buffers advised too
     x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
     g = torch.randn(5, 7, dtype=torch.float64)
     for function, name in ((smoothmax.softmax, "q"), (smoothmax.log_softmax, "log_q")):
-        for t in (1.0, 0.5):
-            (grad,) = torch.autograd.grad(function(x, axis=1, temperature=t), x, g)
-            (q,) = _kernel.kernel(_torch.xp, x.detach(), None, 1, t, ("q",))
-            want, _ = _kernel.kernel_vjp(_torch.xp, q, None, {name: g}, 1, t)
+        # axis 1: the fused kernels; axis 0: log_softmax's two passes with q
+        for axis, t in ((1, 1.0), (1, 0.5), (0, 1.0), (0, 0.5)):
+            (grad,) = torch.autograd.grad(function(x, axis=axis, temperature=t), x, g)
+            (q,) = _kernel.kernel(_torch.xp, x.detach(), None, axis, t, ("q",))
+            want, _ = _kernel.kernel_vjp(_torch.xp, q, None, {name: g}, axis, t)
             torch.testing.assert_close(grad, want, rtol=1e-13, atol=1e-15)
+            # a recorded backward (no out= buffer) gives the same values
+            (recorded,) = torch.autograd.grad(function(x, axis=axis, temperature=t), x, g, create_graph=True)
+            assert recorded.requires_grad and _same(recorded.detach().numpy(), grad.numpy())
         assert torch.autograd.gradcheck(lambda v: function(v, axis=1), (x,))
         assert torch.autograd.gradgradcheck(lambda v: function(v, axis=1), (x,))
     assert torch.autograd.gradgradcheck(lambda v: smoothmax.logsumexp(v, axis=0), (x,))

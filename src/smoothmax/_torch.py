@@ -18,6 +18,7 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import torch as xp
 
+from ._fastpaths import _torch_empty
 from ._fastpaths import refined as _refined
 from ._fastpaths import torch_kernel as _fast_torch_kernel
 from ._kernel import kernel as _plain_kernel
@@ -39,7 +40,8 @@ def _forward_kernel(x, weights, axis, temperature, outputs):
 
 def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
     """``grad_x`` through PyTorch's fused softmax backward kernels where only the
-    softmax (or only the log-softmax) has a cotangent; None elsewhere.
+    softmax (or only the log-softmax) has a cotangent, and ``q g`` where only
+    ``lse`` has one; None elsewhere.
 
     ``saved`` is ``q``, or ``log_q`` where ``q_from_log``. Same formulas as
     :func:`kernel_vjp` (``q (g - <q, g>) / t`` and ``(g - q <1, g>) / t``), one
@@ -52,16 +54,25 @@ def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
     ):
         return None
     names = [name for name, value in cotangents.items() if value is not None]
-    if names == ["q"]:
-        grad = torch._softmax_backward_data(cotangents["q"], saved, axis, saved.dtype)
-    elif names == ["log_q"] and q_from_log:
-        grad = torch._log_softmax_backward_data(cotangents["log_q"], saved, axis, saved.dtype)
-    elif names == ["log_q"]:
-        g = cotangents["log_q"]
-        grad = torch.addcmul(g, saved, torch.sum(g, axis, keepdim=True), value=-1.0)
-    else:
+    if names not in (["q"], ["log_q"], ["lse"]) or (names == ["lse"] and q_from_log):
         return None
-    return grad if temperature == 1.0 else grad / temperature
+    # Into a buffer of huge pages (smoothmax._fastpaths._torch_empty) where no graph
+    # of the backward is recorded (out= records none): large fresh buffers cost
+    # their page faults.
+    recorded = torch.is_grad_enabled()
+    out = None if recorded or not saved.is_contiguous() else _torch_empty(torch, saved)
+    if names == ["lse"]:
+        return torch.mul(saved, cotangents["lse"], out=out)  # q * g, as kernel_vjp: q itself where g = 1
+    if names == ["q"]:
+        grad = torch._softmax_backward_data(cotangents["q"], saved, axis, saved.dtype, grad_input=out)
+    elif q_from_log:
+        grad = torch._log_softmax_backward_data(cotangents["log_q"], saved, axis, saved.dtype, out=out)
+    else:
+        g = cotangents["log_q"]
+        grad = torch.addcmul(g, saved, torch.sum(g, axis, keepdim=True), value=-1.0, out=out)
+    if temperature == 1.0:
+        return grad
+    return grad / temperature if recorded else grad.div_(temperature)
 
 
 def _rule_outputs(outputs, has_weights, x, axis):
