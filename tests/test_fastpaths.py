@@ -459,6 +459,14 @@ def test_torch_huge_page_advice_is_taken_where_offered():
     assert _fastpaths._advise_huge_pages(buffer.data_ptr(), 8 << 20)
 
 
+def test_no_huge_page_advice_before_linux_4_6(monkeypatch):
+    """As NumPy: older kernels could stall on defragmenting memory for huge pages."""
+    import platform
+
+    monkeypatch.setattr(platform, "release", lambda: "4.4.0-210-generic")
+    assert _fastpaths._madvise.__wrapped__() is None
+
+
 
 # --------------------------------------------------------------------------- JAX
 

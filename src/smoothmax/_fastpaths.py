@@ -78,6 +78,8 @@ import functools
 import math
 import mmap
 import os
+import platform
+import re
 import sys
 from typing import Any
 
@@ -1073,8 +1075,12 @@ def _advise_huge_pages(address: int, nbytes: int) -> bool:
 def _madvise() -> Any:
     """The C library's ``madvise`` where transparent huge pages are on in
     ``madvise`` mode (Linux; in ``always`` mode the kernel needs no advice, in
-    ``never`` it takes none), else None."""
+    ``never`` it takes none), else None; as NumPy, not before Linux 4.6, whose
+    huge-page faults could stall on defragmentation."""
     if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return None
+    release = re.match(r"(\d+)\.(\d+)", platform.release())
+    if release is None or (int(release[1]), int(release[2])) < (4, 6):
         return None
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as settings:
