@@ -951,7 +951,7 @@ def _torch_exact(
         # slice has exactly one tie, i.e. n - 1 non-ties.
         if n > 1 << 24:
             return _generic(xp, x, None, axis, temperature, outputs)  # counts exact in float32
-        off_ties = torch.sign(shifted, out=_torch_empty(torch, shifted))
+        off_ties = torch.sign(shifted, out=_torch_out(torch, shifted))
         fewest, most = torch.aminmax(torch.sum(off_ties, axis))
         if fewest.item() != 1 - n or most.item() != 1 - n:
             return _generic(xp, x, None, axis, temperature, outputs)  # ties: the first is the pivot
@@ -1025,8 +1025,8 @@ def _torch_one(torch: Any, dtype: Any) -> Any:
 
 
 def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) -> Any:
-    """``(x - m) / t``, into ``out`` where given, else into :func:`_torch_empty`."""
-    shifted = torch.sub(x, maximum, out=_torch_empty(torch, x) if out is None else out)
+    """``(x - m) / t``, into ``out`` where given, else as :func:`_torch_out` has it."""
+    shifted = torch.sub(x, maximum, out=_torch_out(torch, x) if out is None else out)
     if t != 1.0:
         shifted.div_(torch.tensor(t, dtype=x.dtype))
     return shifted
@@ -1055,9 +1055,18 @@ def _torch_empty(torch: Any, like: Any) -> Any:
     return out
 
 
+def _torch_out(torch: Any, like: Any) -> Any:
+    """The ``out=`` tensor for a new full-size result of ``like``'s shape and
+    dtype: :func:`_torch_empty` from ``_TORCH_HUGE_PAGES_FROM`` bytes, else None
+    (the operation allocates: an ``out=`` costs small calls ~1-4 us more)."""
+    if like.numel() * like.element_size() < _TORCH_HUGE_PAGES_FROM:
+        return None
+    return _torch_empty(torch, like)
+
+
 def _torch_exp(torch: Any, values: Any) -> Any:
-    """``exp(values)`` into a new :func:`_torch_empty` tensor."""
-    return torch.exp(values, out=_torch_empty(torch, values))
+    """``exp(values)`` into a new tensor (:func:`_torch_out`)."""
+    return torch.exp(values, out=_torch_out(torch, values))
 
 
 def _advise_huge_pages(address: int, nbytes: int) -> bool:

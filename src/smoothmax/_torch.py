@@ -18,7 +18,7 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 from array_api_compat import torch as xp
 
-from ._fastpaths import _torch_empty
+from ._fastpaths import _torch_out
 from ._fastpaths import refined as _refined
 from ._fastpaths import torch_kernel as _fast_torch_kernel
 from ._kernel import kernel as _plain_kernel
@@ -56,11 +56,11 @@ def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
     names = [name for name, value in cotangents.items() if value is not None]
     if names not in (["q"], ["log_q"], ["lse"]) or (names == ["lse"] and q_from_log):
         return None
-    # Into a buffer of huge pages (smoothmax._fastpaths._torch_empty) where no graph
+    # Into a buffer of huge pages (smoothmax._fastpaths._torch_out) where no graph
     # of the backward is recorded (out= records none): large fresh buffers cost
     # their page faults.
     recorded = torch.is_grad_enabled()
-    out = None if recorded or not saved.is_contiguous() else _torch_empty(torch, saved)
+    out = None if recorded or not saved.is_contiguous() else _torch_out(torch, saved)
     if names == ["lse"]:
         return torch.mul(saved, cotangents["lse"], out=out)  # q * g, as kernel_vjp: q itself where g = 1
     if names == ["q"]:
