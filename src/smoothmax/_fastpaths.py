@@ -842,11 +842,21 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     the ones removed by ``frac`` (:func:`_torch_rest_without_ones`), or the
     whole call takes :func:`_torch_exact`. Within one ulp of the generic kernel
     (tested). (On few elements the sum would have to be redone whenever a
-    slice fails: they take :func:`_torch_exact` directly.)
+    slice fails: they take :func:`_torch_exact` directly.) From
+    ``_TORCH_BLOCKS_FROM`` bytes, rows longer than a block along the last axis
+    are summed a piece at a time (:func:`_torch_sum_exp_by_pieces`): no
+    full-size temporary, 0.75-0.85x the time at 32-80 MB (1.0-1.2x at 3.6 MB).
     """
     maximum = torch.amax(x, axis, keepdim=True)
-    scaled = _torch_shifted(torch, x, maximum, 1.0).exp_()
-    total = torch.sum(scaled, axis, keepdim=True)
+    if (
+        axis == x.ndim - 1
+        and x.shape[axis] * x.element_size() > _TORCH_BLOCK_BYTES
+        and x.numel() * x.element_size() >= _TORCH_BLOCKS_FROM
+    ):
+        scaled, total = None, _torch_sum_exp_by_pieces(torch, x, maximum)
+    else:
+        scaled = _torch_shifted(torch, x, maximum, 1.0).exp_()
+        total = torch.sum(scaled, axis, keepdim=True)
     outside = _torch_log_sum_short(torch, maximum, total)
     count = int(outside.sum().item())
     if count == 0:
@@ -854,10 +864,33 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     if 8 * count <= total.numel() and total.numel() > 1 and axis == x.ndim - 1:
         # (along an outer axis a copied-out slice would be summed in another order)
         return _torch_lse_slices(torch, xp, x, axis, total.log_().add_(maximum), outside)
+    if scaled is None:
+        return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
     rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
     if rest is not None:
         return torch.log1p(rest).add_(maximum)
     return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
+
+
+def _torch_sum_exp_by_pieces(torch: Any, x: Any, maximum: Any) -> Any:
+    """``sum(exp(x - m))`` along the last axis (keepdims) of a contiguous ``x`` whose
+    rows are longer than a block: each row a piece of ``_TORCH_BLOCK_BYTES`` at a
+    time, ``x - m`` and ``exp`` in a piece-sized scratch in cache, the pieces'
+    sums added at the end. (A row of 10_000_000 float32: ~0.03 of the input
+    held instead of all of it.)"""
+    n = x.shape[-1]
+    rows, row_maxima = x.view(-1, n), maximum.view(-1, 1)
+    piece = _TORCH_BLOCK_BYTES // x.element_size()
+    pieces = -(-n // piece)
+    sums = torch.empty((rows.shape[0], pieces), dtype=x.dtype)
+    scratch = torch.empty(piece, dtype=x.dtype)
+    for row in range(rows.shape[0]):
+        values, row_maximum = rows[row], row_maxima[row]
+        for index, start in enumerate(range(0, n, piece)):
+            part = values[start : start + piece]
+            work = torch.sub(part, row_maximum, out=scratch[: part.numel()]).exp_()
+            torch.sum(work, 0, out=sums[row, index])
+    return torch.sum(sums, 1, keepdim=True).view(maximum.shape)
 
 
 def _torch_log_sum_short(torch: Any, maximum: Any, total: Any, out: Any = None) -> Any:
