@@ -433,20 +433,21 @@ def test_torch_fast_path_does_not_modify_its_input():
     assert torch.equal(x, before)
 
 
-def test_torch_full_size_buffers_are_advised_huge_from_4_mib(monkeypatch):
+def test_torch_full_size_buffers_are_advised_huge_from_32_mib(monkeypatch):
     torch = pytest.importorskip("torch")
     advised = []
     monkeypatch.setattr(_fastpaths, "_madvise", lambda: lambda start, length, advice: advised.append((start, length, advice)) or 0)
-    small = _fastpaths._torch_empty(torch, torch.empty((1023, 1024), dtype=torch.float32))
-    assert not advised and small.shape == (1023, 1024) and small.dtype == torch.float32
-    large = _fastpaths._torch_empty(torch, torch.empty((4, 1024, 128), dtype=torch.float64))
-    assert large.shape == (4, 1024, 128) and large.dtype == torch.float64 and large.is_contiguous()
+    small = _fastpaths._torch_empty(torch, torch.empty((8191, 1024), dtype=torch.float32))
+    assert not advised and small.shape == (8191, 1024) and small.dtype == torch.float32
+    assert _fastpaths._torch_out(torch, small) is None  # below: the operation allocates
+    large = _fastpaths._torch_empty(torch, torch.empty((4, 1024, 1024), dtype=torch.float64))
+    assert large.shape == (4, 1024, 1024) and large.dtype == torch.float64 and large.is_contiguous()
     ((start, length, advice),) = advised
     page = mmap.PAGESIZE
     # whole pages within the buffer, all of them but the partial ones at its ends
     assert advice == mmap.MADV_HUGEPAGE and start % page == 0 and length % page == 0
     assert large.data_ptr() <= start < large.data_ptr() + page
-    assert large.data_ptr() + 4 * 1024 * 128 * 8 - page < start + length <= large.data_ptr() + 4 * 1024 * 128 * 8
+    assert large.data_ptr() + (32 << 20) - page < start + length <= large.data_ptr() + (32 << 20)
 
 
 def test_torch_huge_page_advice_is_taken_where_offered():
@@ -775,7 +776,7 @@ def test_environment_switch():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
     code = "from smoothmax import _fastpaths; print(_fastpaths._TORCH_HUGE_PAGES_FROM)"
-    for value, want in (("0", "inf"), ("off", "inf"), ("1", str(4 << 20))):
+    for value, want in (("0", "inf"), ("off", "inf"), ("1", str(32 << 20))):
         env["SMOOTHMAX_MADVISE_HUGEPAGE"] = value
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == want

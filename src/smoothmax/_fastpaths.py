@@ -66,7 +66,7 @@ What the fast paths change is mostly how the same numbers are computed:
 
 Set ``SMOOTHMAX_FASTPATHS=0`` in the environment, or :data:`ENABLED` to
 ``False``, to run the generic kernel everywhere. PyTorch's full-size buffers
-from 4 MiB are advised to the kernel as huge-page memory (Linux, as NumPy
+from 32 MiB are advised to the kernel as huge-page memory (Linux, as NumPy
 does for its own arrays; :func:`_torch_empty`):
 ``SMOOTHMAX_MADVISE_HUGEPAGE=0`` leaves them to the kernel's defaults, as
 ``NUMPY_MADVISE_HUGEPAGE=0`` does NumPy's.
@@ -1066,9 +1066,9 @@ def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) 
 
 
 #: Full-size buffers of at least this many bytes have their pages advised huge
-#: (:func:`_torch_empty`), the threshold NumPy uses for its own arrays; never
-#: where ``SMOOTHMAX_MADVISE_HUGEPAGE=0``.
-_TORCH_HUGE_PAGES_FROM: float = 4 << 20 if _switched_on("SMOOTHMAX_MADVISE_HUGEPAGE") else math.inf
+#: (:func:`_torch_empty`): the requests glibc maps afresh on every call (its
+#: largest ``mmap`` threshold); never where ``SMOOTHMAX_MADVISE_HUGEPAGE=0``.
+_TORCH_HUGE_PAGES_FROM: float = 32 << 20 if _switched_on("SMOOTHMAX_MADVISE_HUGEPAGE") else math.inf
 
 
 def _torch_empty(torch: Any, like: Any) -> Any:
@@ -1079,8 +1079,11 @@ def _torch_empty(torch: Any, like: Any) -> Any:
     A large fresh buffer costs its page faults when first written, one per 4 KiB
     (glibc maps requests of 32 MiB and more afresh on every call): writing a
     fresh 40 MB buffer measured 21 ms here, 6.5 ms with 2 MiB pages. NumPy
-    advises its own arrays from 4 MiB the same way; PyTorch only where
-    ``THP_MEM_ALLOC_ENABLE`` is set."""
+    advises its own arrays the same way from 4 MiB, PyTorch only where
+    ``THP_MEM_ALLOC_ENABLE`` is set. Smaller buffers come from glibc's heap,
+    mostly reused without faults: advice there measured no faster at 16 MiB,
+    and once, while the heap grew, 5x slower (huge pages faulted in and split
+    again as the heap shrank), so it starts at 32 MiB."""
     out = torch.empty(like.shape, dtype=like.dtype)
     nbytes = out.numel() * out.element_size()
     if nbytes >= _TORCH_HUGE_PAGES_FROM:
