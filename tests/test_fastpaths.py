@@ -468,6 +468,42 @@ def test_no_huge_page_advice_before_linux_4_6(monkeypatch):
     assert _fastpaths._madvise.__wrapped__() is None
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_torch_results_stay_on_the_input_device_whatever_the_default(enabled, monkeypatch):
+    """``torch.set_default_device`` (e.g. "cuda" in a training script) must not
+    move the buffers and constants made for CPU inputs: every path's, the blocks
+    and long rows taken here by small inputs."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(_fastpaths, "ENABLED", enabled)
+    monkeypatch.setattr(_fastpaths, "_TORCH_BLOCKS_FROM", 0)
+    monkeypatch.setattr(_fastpaths, "_TORCH_HUGE_PAGES_FROM", 0)
+    monkeypatch.setattr(_fastpaths, "_TORCH_BLOCK_BYTES", 1 << 12)  # rows of 2000 are long
+    _fastpaths._TORCH_ONES.clear()  # (made anew under the default device below)
+    generator = torch.Generator().manual_seed(9)
+    inputs = [torch.randn(shape, generator=generator, dtype=dtype) for shape in [(16,), (40, 300), (3, 2000), (20_000,)]
+              for dtype in (torch.float32, torch.float64)]
+    default = torch.get_default_device()
+    torch.set_default_device("meta")
+    try:
+        for x in inputs:
+            leaf = x.clone().requires_grad_(True)
+            results = [
+                smoothmax.logsumexp(x, axis=-1),
+                smoothmax.logsumexp(x, axis=0, temperature=0.5),
+                smoothmax.logsumexp(x, axis=-1, b=-torch.ones(x.shape, device="cpu", dtype=x.dtype)),
+                smoothmax.softmax(x, axis=-1),
+                smoothmax.softmax(x, axis=0, temperature=3.0),
+                smoothmax.log_softmax(x, axis=-1),
+                torch.autograd.grad(smoothmax.logsumexp(leaf, axis=-1).sum(), leaf)[0],
+                torch.autograd.grad(smoothmax.softmax(leaf, axis=-1), leaf, torch.ones(x.shape, device="cpu", dtype=x.dtype))[0],
+            ]
+            assert all(result.device.type == "cpu" for result in results), tuple(x.shape)
+    finally:
+        torch.set_default_device(default)
+        _fastpaths._TORCH_ONES.clear()
+
+
+
 
 # --------------------------------------------------------------------------- JAX
 

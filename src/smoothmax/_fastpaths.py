@@ -700,7 +700,7 @@ def _torch_blocks(
     reduced_shape = (count, 1) if last else (1, count)
 
     def reduced(dtype: Any = x.dtype) -> Any:
-        return torch.empty(reduced_shape, dtype=dtype)
+        return torch.empty(reduced_shape, dtype=dtype, device=x.device)
 
     def part(array: Any, start: int, size: int) -> Any:
         return array.narrow(across, start, size)
@@ -709,7 +709,9 @@ def _torch_blocks(
     full_name = "q" if "q" in outputs else "log_q" if "log_q" in outputs else None
     full = _torch_empty(torch, matrix) if full_name is not None else None
     log_sum = reduced() if full_name == "log_q" else None
-    scratch = torch.empty((min(per_block, count), n) if last else (n, min(per_block, count)), dtype=x.dtype)
+    scratch = torch.empty(
+        (min(per_block, count), n) if last else (n, min(per_block, count)), dtype=x.dtype, device=x.device
+    )
     one = _torch_one(torch, x.dtype)
     # lse alone at t = 1: m + log(S) as in _torch_lse, the pivot left out only where needed
     short = reduced(torch.bool) if outputs == ("lse",) and temperature == 1.0 else None
@@ -756,7 +758,7 @@ def _torch_blocks(
         results["lse"] = torch.where(short, log_sum, torch.log(with_ones)).add_(maximum)
     elif "lse" in outputs:
         t = temperature
-        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype) * log_sum
+        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype, device=x.device) * log_sum
     if "sign" in outputs:
         results["sign"] = _kernel._sign(xp, torch.add(one, rest))
     if full_name is not None:
@@ -882,8 +884,8 @@ def _torch_sum_exp_by_pieces(torch: Any, x: Any, maximum: Any) -> Any:
     rows, row_maxima = x.view(-1, n), maximum.view(-1, 1)
     piece = _TORCH_BLOCK_BYTES // x.element_size()
     pieces = -(-n // piece)
-    sums = torch.empty((rows.shape[0], pieces), dtype=x.dtype)
-    scratch = torch.empty(piece, dtype=x.dtype)
+    sums = torch.empty((rows.shape[0], pieces), dtype=x.dtype, device=x.device)
+    scratch = torch.empty(piece, dtype=x.dtype, device=x.device)
     for row in range(rows.shape[0]):
         values, row_maximum = rows[row], row_maxima[row]
         for index, start in enumerate(range(0, n, piece)):
@@ -996,7 +998,7 @@ def _torch_exact(
     if outputs == ("lse",) and t == 1.0:
         return (log_sum.add_(maximum),)  # maximum + log_sum, in place
     if "lse" in outputs:
-        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype) * log_sum
+        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype, device=x.device) * log_sum
     if "sign" in outputs or "q" in outputs:
         # 1 + rest, bitwise; a 0-d tensor, not the Python 1.0: wrapping a scalar costs ~1.5 us
         total = torch.add(_torch_one(torch, x.dtype), rest)
@@ -1036,7 +1038,7 @@ def _torch_pivot_by_pieces(torch: Any, x: Any, maximum: Any, piece_maxima: Any) 
     piece = _TORCH_BLOCK_BYTES // x.element_size()
     hits = torch.eq(piece_maxima, maximum.view(count, 1))
     first = torch.argmax(hits.to(torch.uint8), 1)  # the first True (0 where none)
-    holding = rows[:, : pieces * piece].view(count, pieces, piece)[torch.arange(count), first]
+    holding = rows[:, : pieces * piece].view(count, pieces, piece)[torch.arange(count, device=rows.device), first]
     index = torch.argmax(holding, 1).add_(first * piece)
     if pieces * piece < n:  # rows whose maximum is only in the tail
         in_tail = hits.any(1).logical_not_()
@@ -1053,7 +1055,7 @@ def _torch_one(torch: Any, dtype: Any) -> Any:
     """A 0-d CPU tensor 1 of ``dtype``, made once (never written to)."""
     one = _TORCH_ONES.get(dtype)
     if one is None:
-        one = _TORCH_ONES[dtype] = torch.ones((), dtype=dtype)
+        one = _TORCH_ONES[dtype] = torch.ones((), dtype=dtype, device="cpu")  # (not the default device)
     return one
 
 
@@ -1061,7 +1063,7 @@ def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) 
     """``(x - m) / t``, into ``out`` where given, else as :func:`_torch_out` has it."""
     shifted = torch.sub(x, maximum, out=_torch_out(torch, x) if out is None else out)
     if t != 1.0:
-        shifted.div_(torch.tensor(t, dtype=x.dtype))
+        shifted.div_(torch.tensor(t, dtype=x.dtype, device=x.device))
     return shifted
 
 
@@ -1084,7 +1086,7 @@ def _torch_empty(torch: Any, like: Any) -> Any:
     mostly reused without faults: advice there measured no faster at 16 MiB,
     and once, while the heap grew, 5x slower (huge pages faulted in and split
     again as the heap shrank), so it starts at 32 MiB."""
-    out = torch.empty(like.shape, dtype=like.dtype)
+    out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     nbytes = out.numel() * out.element_size()
     if nbytes >= _TORCH_HUGE_PAGES_FROM:
         _advise_huge_pages(out.data_ptr(), nbytes)
@@ -1187,8 +1189,8 @@ def _torch_frac_sum_by_rows(torch: Any, scaled: Any, n: int) -> Any:
     take this same path, so they stay bitwise equal."""
     rows = scaled.view(-1, n)
     per_block = max(1, BLOCK_BYTES // (n * scaled.element_size()))
-    scratch = torch.empty((min(per_block, rows.shape[0]), n), dtype=scaled.dtype)
-    sums = torch.empty((rows.shape[0], 1), dtype=scaled.dtype)
+    scratch = torch.empty((min(per_block, rows.shape[0]), n), dtype=scaled.dtype, device=scaled.device)
+    sums = torch.empty((rows.shape[0], 1), dtype=scaled.dtype, device=scaled.device)
     for start in range(0, rows.shape[0], per_block):
         stop = min(start + per_block, rows.shape[0])
         block = torch.frac(rows[start:stop], out=scratch[: stop - start])
@@ -1202,7 +1204,7 @@ def _torch_count_ones(torch: Any, scaled: Any) -> int:
     (counts of at most 2^16 per block: exact in any float dtype)."""
     flat = scaled.view(-1)
     per_block = BLOCK_BYTES // scaled.element_size()
-    scratch = torch.empty(min(per_block, flat.numel()), dtype=scaled.dtype)
+    scratch = torch.empty(min(per_block, flat.numel()), dtype=scaled.dtype, device=scaled.device)
     count = 0
     for start in range(0, flat.numel(), per_block):
         block = flat[start : start + per_block]

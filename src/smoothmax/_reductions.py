@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from . import _kernel
 from ._fastpaths import ENTRIES as _ENTRIES
 from ._prepare import prepare
 
@@ -112,7 +114,7 @@ def logsumexp(
     xp = prepared.xp
     lse = values["lse"]
     if b is not None and not return_sign:
-        lse = xp.where(values["sign"] < 0, xp.asarray(float("nan"), dtype=lse.dtype), lse)
+        lse = xp.where(values["sign"] < 0, _kernel._constant(xp, math.nan, lse), lse)
     if prepared.negate:
         lse = -lse
     lse = prepared.reduced(lse, keepdims)
