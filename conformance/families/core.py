@@ -272,6 +272,12 @@ def _logsumexp_cases() -> list[CaseSpec]:
             dtypes=FLOAT32_AND_64),
         lse("dominant/offset-max", "dominant term at -3: the result rounds to about -3",
             [-3.0] + [-43.0] * 10),
+        # A large maximum does not excuse the pivot: summed with its 1, small terms round at the scale of 1.
+        lse("dominant/10-and-19999x-5.5", "[10] + [-5.5]*19999 ~ 10.0037: summed with the pivot's 1 the "
+            "19999 terms round at its scale (1.36 ulp in float32 when PyTorch's lse took m + log(S) for "
+            "|m| >= 8)", [10.0] + [-5.5] * 19_999, dtypes=("float32",)),
+        lse("dominant/10-and-19999x-27", "[10] + [-27]*19999 ~ 10 + 3.7e-8: the same in float64 (2.0 ulp "
+            "then)", [10.0] + [-27.0] * 19_999, dtypes=("float64",)),
         lse("subnormal-result", "LSE = log1p(exp(-a)) is subnormal in the dtype", SUBNORMAL_RESULT),
         lse("subnormal-result/many", "a sum of many underflowing terms, subnormal result",
             SUBNORMAL_RESULT_MANY),
