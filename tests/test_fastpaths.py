@@ -436,7 +436,11 @@ def test_torch_fast_path_does_not_modify_its_input():
 def test_torch_full_size_buffers_are_advised_huge_from_32_mib(monkeypatch):
     torch = pytest.importorskip("torch")
     advised = []
-    monkeypatch.setattr(_fastpaths, "_madvise", lambda: lambda start, length, advice: advised.append((start, length, advice)) or 0)
+    def madvise(start, length, advice):
+        advised.append((start, length, advice))
+        return 0
+
+    monkeypatch.setattr(_fastpaths, "_madvise", lambda: madvise)
     small = _fastpaths._torch_empty(torch, torch.empty((8191, 1024), dtype=torch.float32))
     assert not advised and small.shape == (8191, 1024) and small.dtype == torch.float32
     assert _fastpaths._torch_out(torch, small) is None  # below: the operation allocates
@@ -495,7 +499,7 @@ def test_torch_results_stay_on_the_input_device_whatever_the_default(enabled, mo
                 smoothmax.softmax(x, axis=0, temperature=3.0),
                 smoothmax.log_softmax(x, axis=-1),
                 torch.autograd.grad(smoothmax.logsumexp(leaf, axis=-1).sum(), leaf)[0],
-                torch.autograd.grad(smoothmax.softmax(leaf, axis=-1), leaf, torch.ones(x.shape, device="cpu", dtype=x.dtype))[0],
+                torch.autograd.grad(smoothmax.softmax(leaf, axis=-1), leaf, torch.ones_like(x))[0],
             ]
             assert all(result.device.type == "cpu" for result in results), tuple(x.shape)
     finally:

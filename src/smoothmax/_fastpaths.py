@@ -759,8 +759,7 @@ def _torch_blocks(
     if short is not None:
         results["lse"] = torch.where(short, log_sum, torch.log(with_ones)).add_(maximum)
     elif "lse" in outputs:
-        t = temperature
-        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype, device=x.device) * log_sum
+        results["lse"] = _torch_lse_from(torch, maximum, log_sum, temperature)
     if "sign" in outputs:
         results["sign"] = _kernel._sign(xp, torch.add(one, rest))
     if full_name is not None:
@@ -843,11 +842,12 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     exact: ``[10] + [-5.5] * 19999`` measured 1.36 ulp of the result in
     float32 and ``[10] + [-27] * 19999`` 2.0 in float64, whatever ``|m|``
     (a rule that took ``m + log(S)`` wherever ``|m| >= 8`` failed there; now
-    conformance cases). There the pivot must be left out: a few such rows (along the last axis) are copied out and take
-    :func:`_torch_exact`; more than one in eight, or the only one, or slices
-    along an outer axis, and the sum just computed goes on with
-    the ones removed by ``frac`` (:func:`_torch_rest_without_ones`), or the
-    whole call takes :func:`_torch_exact`. Within one ulp of the generic kernel
+    conformance cases). There the pivot must be left out: a few such rows
+    (along the last axis) are copied out and take :func:`_torch_exact`; more
+    than one in eight, or the only one, or slices along an outer axis, and the
+    sum just computed goes on with the ones removed by ``frac``
+    (:func:`_torch_rest_without_ones`), or the whole call takes
+    :func:`_torch_exact`. Within one ulp of the generic kernel
     (tested). (On few elements the sum would have to be redone whenever a
     slice fails: they take :func:`_torch_exact` directly.) From
     ``_TORCH_BLOCKS_FROM`` bytes, rows longer than a block along the last axis
@@ -1002,7 +1002,7 @@ def _torch_exact(
     if outputs == ("lse",) and t == 1.0:
         return (log_sum.add_(maximum),)  # maximum + log_sum, in place
     if "lse" in outputs:
-        results["lse"] = maximum + log_sum if t == 1.0 else maximum + torch.tensor(t, dtype=x.dtype, device=x.device) * log_sum
+        results["lse"] = _torch_lse_from(torch, maximum, log_sum, t)
     if "sign" in outputs or "q" in outputs:
         # 1 + rest, bitwise; a 0-d tensor, not the Python 1.0: wrapping a scalar costs ~1.5 us
         total = torch.add(_torch_one(torch, x.dtype), rest)
@@ -1061,6 +1061,14 @@ def _torch_one(torch: Any, dtype: Any) -> Any:
     if one is None:
         one = _TORCH_ONES[dtype] = torch.ones((), dtype=dtype, device="cpu")  # (not the default device)
     return one
+
+
+def _torch_lse_from(torch: Any, maximum: Any, log_sum: Any, t: float) -> Any:
+    """``m + t log1p(rest)`` from ``log_sum = log1p(rest)``, a new tensor (``t`` a
+    0-d tensor on the operands' device, not the default one)."""
+    if t == 1.0:
+        return maximum + log_sum
+    return maximum + torch.tensor(t, dtype=log_sum.dtype, device=log_sum.device) * log_sum
 
 
 def _torch_shifted(torch: Any, x: Any, maximum: Any, t: float, out: Any = None) -> Any:
