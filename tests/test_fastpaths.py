@@ -256,20 +256,24 @@ def test_torch_small_lse_is_numpys(dtype):
     import array_api_compat.numpy as np_xp
     import array_api_compat.torch as xp
 
-    taken = 0
-    for name, values, axis in INPUTS:
+    rng = np.random.default_rng(11)
+    mid = rng.standard_normal((60, 1000)) * 3  # above _TORCH_SMALL, up to _TORCH_NUMPY_LSE_ELEMENTS
+    mid[7] = [0.0] + [-40.0] * 999
+    taken = mid_taken = 0
+    for name, values, axis in INPUTS + [("mid-size", mid, 1), ("one-long-row", mid.reshape(-1), 0)]:
         x = torch.from_numpy(values.astype(dtype))
         for t in TEMPERATURES:
             (got,) = _fastpaths.torch_kernel(xp, x, None, axis, t, ("lse",))
             if _fastpaths._torch_small_lse(x, axis, t) is None:
                 continue
             taken += 1
+            mid_taken += name in ("mid-size", "one-long-row")
             (numpy_generic,) = _kernel.kernel(np_xp, x.numpy(), None, axis, t, ("lse",))
             (torch_generic,) = _kernel.kernel(xp, x, None, axis, t, ("lse",))
             assert isinstance(got, torch.Tensor) and got.dtype == x.dtype
             assert _same(got.numpy(), numpy_generic), (name, t)
             assert _within_ulps(got.numpy(), torch_generic.numpy(), 2), (name, t)
-    assert taken >= 10 * len(TEMPERATURES)
+    assert taken >= 10 * len(TEMPERATURES) and mid_taken == 2 * len(TEMPERATURES)
     # not taken: outer axes, gradients, transposed (non-contiguous) memory, negative-bit views
     x = torch.arange(12, dtype=getattr(torch, dtype)).reshape(3, 4)
     assert _fastpaths._torch_small_lse(x, 0, 1.0) is None
@@ -385,8 +389,8 @@ def test_torch_large_lse_from_the_full_sum(dtype, in_blocks):
     try:
         for name, values, axis in cases:
             x = torch.from_numpy(values.astype(dtype))
-            if x.numel() <= _fastpaths._TORCH_SMALL:
-                continue
+            if x.numel() <= _fastpaths._TORCH_SMALL or _fastpaths._torch_small_lse(x, axis, 1.0) is not None:
+                continue  # (NumPy's kernel: test_torch_small_lse_is_numpys)
             (got,) = _fastpaths.torch_kernel(xp, x, None, axis, 1.0, ("lse",))
             (want,) = _kernel.kernel(xp, x, None, axis, 1.0, ("lse",))
             maximum = torch.amax(x, axis, keepdim=True)
@@ -402,6 +406,27 @@ def test_torch_large_lse_from_the_full_sum(dtype, in_blocks):
             assert _same(got[generic].numpy(), want[generic].numpy()), name
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype, small, tolerance", [("float32", -5.5, 1.0), ("float64", -27.0, 1.5)])
+def test_torch_large_lse_leaves_the_pivot_out_beside_many_small_terms(dtype, small, tolerance, in_blocks, monkeypatch):
+    """``[10] + [small] * 19999`` (``S`` just above 1): added to the pivot's 1 the
+    small terms round at its scale, 1.36 ulp of the result in float32 and 2.0 in
+    float64 when ``m + log(S)`` was taken wherever ``|m| >= 8``; the contract's
+    1 and 1.5 ulp against the exact value, in whole passes and in blocks."""
+    torch = pytest.importorskip("torch")
+    mpmath = pytest.importorskip("mpmath")
+    import array_api_compat.torch as xp
+
+    monkeypatch.setattr(_fastpaths, "_TORCH_NUMPY_LSE_ELEMENTS", 0)  # PyTorch's own path, not NumPy's
+    row = np.full(20_000, small, dtype=dtype)
+    row[0] = 10.0
+    (got,) = _fastpaths.torch_kernel(xp, torch.from_numpy(np.tile(row, (3, 1))), None, 1, 1.0, ("lse",))
+    mpmath.mp.dps = 50
+    exact = mpmath.mpf(10) + mpmath.log1p(19_999 * mpmath.exp(mpmath.mpf(small) - 10))
+    spacing = float(np.spacing(np.array(float(exact), dtype=dtype)))
+    errors = [float(abs(mpmath.mpf(float(value)) - exact)) / spacing for value in got.numpy().ravel()]
+    assert max(errors) <= tolerance, errors
 
 
 def test_torch_long_float32_rows_count_their_ones():
