@@ -577,8 +577,8 @@ def _numpy_long_slice(results: _NumpyResults, x3: Any, index: int, plan: _FoldPl
 _TORCH_SMALL = 1 << 14
 
 #: ``lse`` alone of up to this many elements along the last axis runs NumPy's kernel on a CPU
-#: tensor's memory (:func:`_torch_small_lse`): at 20 000-65 536 elements 1.4-2x faster than the
-#: torch path on one intra-op thread, 1.05-1.8x on two; from 131 072 on two threads the torch
+#: tensor's memory (:func:`_torch_small_lse`): at 20 000-65 536 elements 1.5-2x faster than the
+#: torch path on one intra-op thread, 1.03-1.8x on two; from 131 072 on two threads the torch
 #: path's parallel operations win.
 _TORCH_NUMPY_LSE_ELEMENTS = 1 << 16
 
