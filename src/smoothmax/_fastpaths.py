@@ -1315,6 +1315,11 @@ def jax_kernel(
         one = _kernel._constant(xp, 1.0, x)
 
         def sum_below(x: Any, shift: Any, total: Any) -> Any:
+            if axis == x.ndim - 1 and x.size > x.shape[-1] > 0:
+                rows = x.size // x.shape[-1]
+                return _jax_rest_of_rows(temperature)(
+                    xp.reshape(x, (rows, x.shape[-1])), xp.reshape(shift, (rows,)), xp.reshape(total, (rows,))
+                ).reshape(total.shape)
             below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, temperature), axis)
             return xp.where(total < 2, below, total - one)
 
@@ -1421,6 +1426,84 @@ def _jax_any_over_batch() -> Any:
         return jnp.any(values), False
 
     return any_over_batch
+
+
+#: The rows that :func:`_jax_rest_of_rows` sums again are gathered this many
+#: bytes at a time (at most an eighth of the rows): a block that stays in cache.
+_JAX_GATHER_BYTES = 1 << 22
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_rest_of_rows(t: float) -> Any:
+    """``rest(x, shift, total)`` on rows ``x`` of shape ``(rows, n)`` (the reduced
+    axis last) with their shifts and sums with the ties ``(rows,)``: the sum
+    without the pivot, ``total - 1`` (at least 0) where ``total`` is not in
+    ``(0, 2)``, and on the rows where it is (one tie: the dominant terms) the
+    sum of ``exp(d)`` over ``d < 0`` again, the generic kernel's values.
+
+    Only those rows are read again: their indices are gathered into a list
+    (a prefix sum of the flags), and a ``lax.while_loop`` takes them a block
+    of rows at a time (``_JAX_GATHER_BYTES``), gathers the block, sums it, and
+    scatters the sums back; where more than half the rows need it, all rows are
+    summed again in one pass (measured 1.1-1.2x faster than gathering them all).
+    On normal rows with standard deviation 3, 11-22% of the rows have a sum
+    below 2; summing every row again (the large-array path on other layouts)
+    cost 1.7-2.2x ``jax.nn.logsumexp`` at (4096, 1024) and (32, 8, 256, 256),
+    the blocks 1.2-1.7x. Under ``vmap`` the batch is folded into the rows (a
+    batched loop predicate would run every block for every member)."""
+    import jax
+    import jax.numpy as jnp
+
+    def rest(x: Any, shift: Any, total: Any) -> Any:
+        rows, n = x.shape
+        per_block = max(1, min(rows // 8, _JAX_GATHER_BYTES // (n * x.dtype.itemsize)))
+        need = (total > 0) & (total < 2)
+        positions = jax.lax.associative_scan(jnp.add, need.astype(jnp.int32)) - 1
+        count = positions[-1] + 1
+        # indices of the rows that need it, in order; padded with row 0
+        order = jnp.zeros(rows + per_block, jnp.int32).at[jnp.where(need, positions, rows + per_block)].set(
+            jnp.arange(rows, dtype=jnp.int32), mode="drop"
+        )
+        one = jnp.ones((), x.dtype)
+        zero = jnp.zeros((), x.dtype)
+        blocks = (count + per_block - 1) // per_block
+
+        def sum_block(block: Any, rest: Any) -> Any:
+            start = block * per_block
+            indices = jax.lax.dynamic_slice(order, (start,), (per_block,))
+            gathered = x.at[indices].get(mode="promise_in_bounds", indices_are_sorted=True)
+            shifted = _jax_shifted(jnp, gathered, shift.at[indices].get(mode="promise_in_bounds")[:, None], t)
+            # a select here, as the generic kernel's mask: XLA vectorizes it in
+            # this fusion (sign(-d) ran 3x slower; exp of a select differs in ulps)
+            below = jnp.sum(jnp.where(shifted < 0, jnp.exp(shifted), zero), axis=1)
+            valid = start + jnp.arange(per_block, dtype=jnp.int32) < count
+            return rest.at[jnp.where(valid, indices, rows)].set(below, mode="drop")
+
+        def by_blocks(x: Any, shift: Any, total: Any) -> Any:
+            return jax.lax.fori_loop(0, blocks, sum_block, jnp.maximum(total - one, zero))
+
+        def whole(x: Any, shift: Any, total: Any) -> Any:
+            below = _jax_sum_below(jnp, _jax_shifted(jnp, x, shift[:, None], t), 1)[:, 0]
+            return jnp.where(total < 2, below, total - one)
+
+        # most rows: one pass over all of them costs less than gathering them
+        return jax.lax.cond(2 * count > rows, whole, by_blocks, x, shift, total)
+
+    @jax.custom_batching.custom_vmap
+    def rest_of_rows(x: Any, shift: Any, total: Any) -> Any:
+        return rest(x, shift, total)
+
+    @rest_of_rows.def_vmap
+    def _batched(axis_size: int, in_batched: list[bool], x: Any, shift: Any, total: Any) -> tuple[Any, bool]:
+        x, shift, total = (
+            value if batched else jnp.broadcast_to(value, (axis_size,) + value.shape)
+            for value, batched in zip((x, shift, total), in_batched)
+        )
+        rows = axis_size * x.shape[1]
+        folded = rest_of_rows(x.reshape(rows, x.shape[2]), shift.reshape(rows), total.reshape(rows))
+        return folded.reshape(axis_size, -1), True
+
+    return rest_of_rows
 
 
 def _jax_sum_below(xp: Any, shifted: Any, axis: int) -> Any:
