@@ -151,9 +151,10 @@ def test_numpy_fast_path_is_bitwise_generic(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numpy_one_row_is_bitwise_generic(dtype):
-    """``lse`` of one small row, 1-d or a ``(1, n)`` array, takes scalar arithmetic
-    after the sum (``_small_row_lse``): bitwise the generic kernel, a dominant
-    term and non-finite maxima (the generic fix-ups) included."""
+    """One small row, 1-d or a ``(1, n)`` array, takes scalar arithmetic after the
+    sum (``_small_row_lse``; ``small_rows`` for ``q`` and ``log_q``): bitwise the
+    generic kernel, a dominant term and non-finite maxima (the generic fix-ups)
+    included."""
     import array_api_compat.numpy as xp
 
     rows = np.random.default_rng(5).standard_normal((5, 300)) * 5
@@ -164,9 +165,11 @@ def test_numpy_one_row_is_bitwise_generic(dtype):
     for row in rows.astype(dtype):
         for x, axis in ((row, 0), (row[None, :], 1), (row[:1], 0)):
             for t in TEMPERATURES:
-                got = _fastpaths.numpy_kernel(xp, x, None, axis, t, ("lse",))
-                want = _kernel.kernel(xp, x, None, axis, t, ("lse",))
-                assert _same(got[0], want[0]), (row[:3], x.shape, t)
+                for outputs in (("lse",), ("q",), ("log_q", "lse"), ("lse", "q", "log_q")):
+                    got = _fastpaths.numpy_kernel(xp, x, None, axis, t, outputs)
+                    want = _kernel.kernel(xp, x, None, axis, t, outputs)
+                    for a, b in zip(got, want):
+                        assert _same(a, b), (row[:3], x.shape, t, outputs)
 
 
 def test_numpy_fast_path_takes_non_contiguous_input_through_the_generic_kernel():
