@@ -261,11 +261,11 @@ def small_rows(x2: Any, temperature: float, outputs: tuple[str, ...]) -> tuple[A
     """The named ``outputs`` (of ``lse``, ``q``, ``log_q``; ``lse`` as ``(rows, 1)``)
     of the rows of a small C-contiguous float array ``x2`` (rows, n):
     :func:`_numpy_rows`'s operations on one block without its bookkeeping, so
-    bitwise the same; one row with scalar indexing. (``lse`` alone keeps
-    :func:`small_rows_lse`: this function's generality costs it ~4 us.) Measured against the block
+    bitwise the same; one row with scalar indexing. Measured against the block
     path in one process: ``softmax`` of 16 and 1000 elements 19-21 -> 8-11 us,
     ``log_softmax`` 20-24 -> 11-14 us; (32, 100) and (8, 4096) 0.87-1.0x.
-    None where a maximum is not finite (the generic fix-ups run)."""
+    (``lse`` alone keeps :func:`small_rows_lse`: this function's generality
+    costs it ~4 us.) None where a maximum is not finite (the generic fix-ups run)."""
     rows = x2.shape[0]
     if rows == 1:
         # one row: the pivot as an int, the maximum a NumPy scalar (fancy
@@ -1374,8 +1374,7 @@ def jax_kernel(
                 return _jax_rest_of_rows(temperature)(
                     xp.reshape(x, (rows, x.shape[-1])), xp.reshape(shift, (rows,)), xp.reshape(total, (rows,))
                 ).reshape(total.shape)
-            below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, temperature), axis)
-            return xp.where(total < 2, below, total - one)
+            return _jax_rest_in_one_pass(xp, x, shift, total, axis, temperature)
 
         def from_total(x: Any, shift: Any, total: Any) -> Any:
             return xp.maximum(total - one, _kernel._constant(xp, 0.0, x))
@@ -1540,8 +1539,7 @@ def _jax_rest_of_rows(t: float) -> Any:
             return jax.lax.fori_loop(0, blocks, sum_block, jnp.maximum(total - one, zero))
 
         def whole(x: Any, shift: Any, total: Any) -> Any:
-            below = _jax_sum_below(jnp, _jax_shifted(jnp, x, shift[:, None], t), 1)[:, 0]
-            return jnp.where(total < 2, below, total - one)
+            return _jax_rest_in_one_pass(jnp, x, shift[:, None], total[:, None], 1, t)[:, 0]
 
         # most rows: one pass over all of them costs less than gathering them
         return jax.lax.cond(2 * count > rows, whole, by_blocks, x, shift, total)
@@ -1561,6 +1559,14 @@ def _jax_rest_of_rows(t: float) -> Any:
         return folded.reshape(axis_size, -1), True
 
     return rest_of_rows
+
+
+def _jax_rest_in_one_pass(xp: Any, x: Any, shift: Any, total: Any, axis: int, t: float) -> Any:
+    """The sum without the pivot from one more pass over every slice (keepdims
+    ``shift`` and ``total``, the sum with the ties): ``sum(exp(d) for d < 0)``
+    where ``total < 2`` (one tie), ``total - 1`` elsewhere."""
+    below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, t), axis)
+    return xp.where(total < 2, below, total - _kernel._constant(xp, 1.0, x))
 
 
 def _jax_sum_below(xp: Any, shifted: Any, axis: int) -> Any:
