@@ -203,15 +203,16 @@ def numpy_kernel(
     block = max(1024, BLOCK_BYTES // x.itemsize)
     outer = math.prod(shape[:axis])
     inner = math.prod(shape[axis + 1 :])
-    if inner == 1 and x.size <= block and outputs == ("lse",):
-        value = small_rows_lse(x if x.ndim == 1 else x.reshape(outer, n), temperature)
-        if value is not None:
-            return (value.reshape(shape[:axis] + (1,) + shape[axis + 1 :]),)
-    elif inner == 1 and x.size <= block and _SMALL_ROWS_OUTPUTS.issuperset(outputs):
-        values = small_rows(x.reshape(outer, n), temperature, outputs)
-        if values is not None:
-            keep_shape = shape[:axis] + (1,) + shape[axis + 1 :]
-            return tuple(value.reshape(keep_shape if name == "lse" else shape) for name, value in zip(outputs, values))
+    if inner == 1 and x.size <= block:
+        keep_shape = shape[:axis] + (1,) + shape[axis + 1 :]
+        if outputs == ("lse",):
+            value = small_rows_lse(x if x.ndim == 1 else x.reshape(outer, n), temperature)
+            if value is not None:
+                return (value.reshape(keep_shape),)
+        elif _SMALL_ROWS_OUTPUTS.issuperset(outputs):
+            values = small_rows(x.reshape(outer, n), temperature, outputs)
+            if values is not None:
+                return tuple(value.reshape(keep_shape if name == "lse" else shape) for name, value in zip(outputs, values))
     if inner == 1:
         results = _NumpyResults(xp, x.dtype, temperature, outputs, (outer, 1), (outer, n))
         _numpy_last_axis(results, x.reshape(outer, n), block)
@@ -271,14 +272,13 @@ def small_rows(x2: Any, temperature: float, outputs: tuple[str, ...]) -> tuple[A
         # one row: the pivot as an int, the maximum a NumPy scalar (fancy
         # indexing costs ~1 us a use)
         x2 = x2[0]
-        positions = index = int(x2.argmax())
-        maximum = x2[index]
+        pivots = int(x2.argmax())
+        maximum = x2[pivots]
         if not math.isfinite(maximum):
             return None
     else:
-        positions = np.arange(rows)
-        index = np.argmax(x2, axis=1)
-        maximum = x2[positions, index][:, None]
+        pivots = (np.arange(rows), np.argmax(x2, axis=1))
+        maximum = x2[pivots][:, None]
         if not np.isfinite(maximum).all():
             return None
     t = np.asarray(temperature, dtype=x2.dtype)
@@ -286,7 +286,6 @@ def small_rows(x2: Any, temperature: float, outputs: tuple[str, ...]) -> tuple[A
     if temperature != 1.0:
         np.divide(shifted, t, shifted)
     scaled = np.exp(shifted)
-    pivots = index if rows == 1 else (positions, index)
     scaled[pivots] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
     # (one row: the sum of the 1-d row is its sum along axis 1, bitwise)
     rest = np.add.reduce(scaled) if rows == 1 else np.sum(scaled, axis=1, keepdims=True)
@@ -1379,7 +1378,7 @@ def jax_kernel(
         def from_total(x: Any, shift: Any, total: Any) -> Any:
             return xp.maximum(total - one, _kernel._constant(xp, 0.0, x))
 
-        return jax.lax.cond(_jax_any((total > 0) & (total < 2)), sum_below, from_total, x, shift, total)
+        return jax.lax.cond(_jax_any(_jax_one_tie(total)), sum_below, from_total, x, shift, total)
 
     def at_positive_inf(x: Any, maximum: Any) -> Any:
         # A slice with +inf: uniform on its +inf entries, as the generic kernel's
@@ -1513,7 +1512,7 @@ def _jax_rest_of_rows(t: float) -> Any:
     def rest(x: Any, shift: Any, total: Any) -> Any:
         rows, n = x.shape
         per_block = max(1, min(rows // 8, _JAX_GATHER_BYTES // (n * x.dtype.itemsize)))
-        need = (total > 0) & (total < 2)
+        need = _jax_one_tie(total)
         positions = jax.lax.associative_scan(jnp.add, need.astype(jnp.int32)) - 1
         count = positions[-1] + 1
         # indices of the rows that need it, in order; padded with row 0
@@ -1559,6 +1558,13 @@ def _jax_rest_of_rows(t: float) -> Any:
         return folded.reshape(axis_size, -1), True
 
     return rest_of_rows
+
+
+def _jax_one_tie(total: Any) -> Any:
+    """Per slice, from its sum with the ties ``total = k + sum(exp(d) for d < 0)``:
+    whether it has one tie and so may need its sum without the pivot again
+    (``0 < total < 2``; a slice with no entries sums to 0, NaN to NaN)."""
+    return (total > 0) & (total < 2)
 
 
 def _jax_rest_in_one_pass(xp: Any, x: Any, shift: Any, total: Any, axis: int, t: float) -> Any:
