@@ -27,6 +27,15 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
+# Without a GPU, Triton's kernels (smoothmax._cuda) run in Triton's interpreter
+# on CPU tensors (tests/test_cuda.py). It must be chosen before triton is first
+# imported: its own language functions are decorated for it then.
+if importlib.util.find_spec("triton") is not None and importlib.util.find_spec("torch") is not None:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
 if importlib.util.find_spec("jax") is not None:
     import jax
 

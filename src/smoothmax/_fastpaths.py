@@ -643,7 +643,8 @@ _TORCH_LOG_SUM_FROM = 4.0
 def torch_kernel(
     xp: Any, x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]
 ) -> tuple[Any, ...]:
-    """The kernel for eager CPU tensors: fewer passes, the generic kernel's accuracy.
+    """The kernel for eager CPU tensors: fewer passes, the generic kernel's accuracy;
+    on CUDA tensors one Triton kernel (:mod:`smoothmax._cuda`) where Triton is installed.
 
     Inputs of 8 MiB and more along the last axis or axis 0 take :func:`_torch_blocks`
     where their slices fit a block; ``lse`` alone at ``t = 1`` on other large inputs
@@ -656,6 +657,16 @@ def torch_kernel(
     """
     import torch
 
+    if (
+        x.device.type == "cuda"
+        and not _declines(x, weights, axis, temperature, outputs)
+        and not torch.compiler.is_compiling()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    ):
+        cuda = _cuda_module()
+        values = None if cuda is None else cuda.kernel(x, axis, temperature, outputs)
+        if values is not None:
+            return values
     if (
         torch.compiler.is_compiling()
         or _declines(x, weights, axis, temperature, outputs)
@@ -675,6 +686,21 @@ def torch_kernel(
     if temperature == 1.0 and outputs == ("lse",) and x.numel() > _TORCH_SMALL:
         return (_torch_lse(torch, xp, x, axis),)
     return _torch_exact(torch, xp, x, axis, temperature, outputs)
+
+
+_CUDA_MODULE: list[Any] = []
+
+
+def _cuda_module() -> Any:
+    """:mod:`smoothmax._cuda` (the Triton kernel for CUDA tensors), imported at
+    the first CUDA tensor; None where Triton is not installed."""
+    if not _CUDA_MODULE:
+        try:
+            from . import _cuda
+        except ImportError:
+            _cuda = None
+        _CUDA_MODULE.append(_cuda)
+    return _CUDA_MODULE[0]
 
 
 #: Slices are reduced a block of this many bytes at a time (:func:`_torch_blocks`), each

@@ -46,11 +46,11 @@ def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
     ``saved`` is ``q``, or ``log_q`` where ``q_from_log``. Same formulas as
     :func:`kernel_vjp` (``q (g - <q, g>) / t`` and ``(g - q <1, g>) / t``), one
     pass instead of four; the ops are differentiable, so double backward still
-    works. Not under ``torch.func`` transforms."""
+    works. CPU and CUDA (one fused kernel there too); not under ``torch.func`` transforms."""
     if (
         torch.compiler.is_compiling()
         or torch._C._functorch.is_functorch_wrapped_tensor(saved)
-        or saved.device.type != "cpu"
+        or saved.device.type not in ("cpu", "cuda")
     ):
         return None
     names = [name for name, value in cotangents.items() if value is not None]
@@ -60,7 +60,7 @@ def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
     # of the backward is recorded (out= records none): large fresh buffers cost
     # their page faults.
     recorded = torch.is_grad_enabled()
-    out = None if recorded or not saved.is_contiguous() else _torch_out(torch, saved)
+    out = None if recorded or not saved.is_cpu or not saved.is_contiguous() else _torch_out(torch, saved)
     if names == ["lse"]:
         return torch.mul(saved, cotangents["lse"], out=out)  # q * g, as kernel_vjp: q itself where g = 1
     if names == ["q"]:

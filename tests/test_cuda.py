@@ -1,0 +1,201 @@
+"""The Triton kernel for PyTorch on CUDA (``smoothmax._cuda``).
+
+Where CUDA is present the kernel runs on the GPU; elsewhere Triton's interpreter
+(``TRITON_INTERPRET=1``) runs the same kernel on CPU tensors, so CI checks its
+arithmetic without a GPU. Compared with the generic kernel: float32 input with
+the generic kernel's float64 values rounded (the kernel computes in float64),
+float64 within one ulp of mpmath (two-part arithmetic inside); the special
+values and the dominant term exactly; the chunked loops and the column layout
+through a small ``tile``. On a GPU the public functions are checked to take
+this path, stay on the device and keep the gradient of ``logsumexp`` bitwise
+``softmax``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+import array_api_compat.torch as xp  # noqa: E402
+
+import smoothmax  # noqa: E402
+from smoothmax import _kernel  # noqa: E402
+
+ON_GPU = torch.cuda.is_available()
+DEVICE = "cuda" if ON_GPU else "cpu"
+if not ON_GPU and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no GPU, and Triton was not imported for its interpreter (tests/conftest.py)", allow_module_level=True)
+
+from smoothmax import _cuda  # noqa: E402
+
+
+ALL_OUTPUTS = ("lse", "q", "log_q")
+INF = math.inf
+NAN = math.nan
+
+#: (shape, axis, tile): rows in one chunk, several rows a program, rows in
+#: chunks, columns in one chunk and in chunks, a 3-d middle axis.
+LAYOUTS = [
+    ((16,), 0, 4096),
+    ((1000,), 0, 256),
+    ((6, 37), 1, 4096),
+    ((6, 37), 1, 16),
+    ((37, 20), 0, 4096),
+    ((37, 20), 0, 64),
+    ((3, 37, 5), 1, 64),
+    ((3, 5, 37), 2, 32),
+]
+
+
+def _ulps(actual, expected) -> float:
+    """Largest distance in ulps of ``expected``'s dtype (NaN equal to NaN, equal infinities 0)."""
+    actual = actual.cpu().double().numpy()
+    expected_wide = expected.cpu().double().numpy()
+    spacing = np.spacing(np.abs(expected.cpu().numpy())).astype(np.float64)
+    same = (actual == expected_wide) | (np.isnan(actual) & np.isnan(expected_wide))
+    with np.errstate(invalid="ignore"):
+        distance = np.where(same, 0.0, np.abs(actual - expected_wide) / spacing)
+    return float(np.nanmax(np.where(np.isnan(distance), np.inf, distance))) if distance.size else 0.0
+
+
+@pytest.mark.parametrize("shape,axis,tile", LAYOUTS)
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
+def test_float32_is_the_float64_value_rounded(shape, axis, tile, temperature):
+    generator = torch.Generator().manual_seed(hash((shape, axis, tile)) % 2**31)
+    x = (torch.randn(shape, generator=generator, dtype=torch.float64) * 4).float()
+    x.view(-1)[1] = -INF  # an absent entry
+    got = _cuda.launch(x.to(DEVICE), axis, temperature, ALL_OUTPUTS, tile=tile)
+    wide = _kernel.kernel(xp, x.double(), None, axis, temperature, ALL_OUTPUTS)
+    for name, value, reference in zip(ALL_OUTPUTS, got, wide):
+        assert value.dtype == torch.float32 and value.device.type == DEVICE
+        # one rounding of a value good to ~1e-15: within half an ulp but for ties
+        assert _ulps(value, reference.float()) <= (0.0 if not ON_GPU else 1.0), name
+
+
+def _mpmath_outputs(x, axis, temperature):
+    """``lse`` (keepdims), ``q`` and ``log_q`` of float64 ``x`` to 100 bits, rounded once."""
+    import mpmath
+
+    with mpmath.workprec(100):
+        moved = np.moveaxis(x.numpy(), axis, -1)
+        lse = np.empty(moved.shape[:-1] + (1,))
+        q = np.empty(moved.shape)
+        log_q = np.empty(moved.shape)
+        t = mpmath.mpf(temperature)
+        for index in np.ndindex(moved.shape[:-1]):
+            row = moved[index]
+            pivot = int(np.argmax(row))
+            maximum = mpmath.mpf(float(row[pivot]))
+            # shifted first and log1p of the rest: each output to 100 bits relative,
+            # also log_q's pivot entry -log1p(rest), which is tiny where one term dominates
+            shifted = [(mpmath.mpf(float(value)) - maximum) / t for value in row]
+            log_sum = mpmath.log1p(mpmath.fsum(mpmath.exp(value) for i, value in enumerate(shifted) if i != pivot))
+            lse[index] = float(maximum + t * log_sum)
+            log_q[index] = [float(value - log_sum) for value in shifted]
+            q[index] = [float(mpmath.exp(value - log_sum)) for value in shifted]
+    return [torch.from_numpy(np.moveaxis(value, -1, axis).copy()) for value in (lse, q, log_q)]
+
+
+@pytest.mark.parametrize("shape,axis,tile", LAYOUTS)
+@pytest.mark.parametrize("temperature", [1.0, 0.1])
+def test_float64_is_within_one_ulp(shape, axis, tile, temperature):
+    # float64 input runs in two-part arithmetic with its own exp: one rounding
+    # at the end (the generic kernel's q errs by ~|x - m| u, up to 15 ulp here)
+    generator = torch.Generator().manual_seed(7 + hash((shape, axis, tile)) % 2**31)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64) * 4
+    got = _cuda.launch(x.to(DEVICE), axis, temperature, ALL_OUTPUTS, tile=tile)
+    for name, value, reference in zip(ALL_OUTPUTS, got, _mpmath_outputs(x, axis, temperature)):
+        assert _ulps(value, reference) <= 1.0, name
+
+
+SPECIAL_ROWS = [
+    [0.0, -40.0, -40.0, -40.0, -40.0],  # one dominant term
+    [-INF] * 5,  # absent everywhere: lse -inf, q 0
+    [1.0, INF, 2.0, INF, -INF],  # +inf ties share the weight
+    [1.0, NAN, 2.0, 3.0, 4.0],
+    [INF, NAN, 0.0, 0.0, -INF],
+    [3.0, 3.0, 3.0, -1.0, 3.0],  # ties of the maximum
+    [-INF, -INF, 5.0, -INF, -INF],
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tile", [4096, 2])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_special_values_are_the_generic_kernels(dtype, tile, axis):
+    x = torch.tensor(SPECIAL_ROWS, dtype=dtype)
+    if axis == 0:
+        x = x.T.contiguous()
+    got = _cuda.launch(x.to(DEVICE), axis, 1.0, ALL_OUTPUTS, tile=tile)
+    generic = _kernel.kernel(xp, x.double(), None, axis, 1.0, ALL_OUTPUTS)
+    for name, value, reference in zip(ALL_OUTPUTS, got, generic):
+        value = value.cpu()
+        reference = reference.to(dtype)
+        assert torch.equal(value.isnan(), reference.isnan()), name
+        assert _ulps(value, reference) <= 1.0, (name, value, reference)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tile", [4096, 8])
+def test_one_dominant_term_keeps_its_relative_accuracy(dtype, tile):
+    # LSE([0, -40 x 999]) = log1p(999 e^-40): 4.2e-15; log(sum) would give 0
+    x = torch.full((1000,), -40.0, dtype=dtype)
+    x[0] = 0.0
+    lse, log_q = _cuda.launch(x.to(DEVICE), 0, 1.0, ("lse", "log_q"), tile=tile)
+    expected = math.log1p(999 * math.exp(-40.0))  # itself ~1.5 ulp off in float64
+    # float64: exp(-40)'s rounding and the sum's (one chunk after another at tile 8)
+    bound = 1.0 if dtype == torch.float32 else 8.0
+    assert _ulps(lse, torch.tensor([expected], dtype=dtype)) <= bound
+    assert _ulps(log_q[:1], torch.tensor([-expected], dtype=dtype)) <= bound
+
+
+def test_the_path_declines_what_it_does_not_compute():
+    x = torch.randn(4, 8, device=DEVICE)
+    assert _cuda.kernel(x, 1, 1.0, ("lse", "sign")) is None
+    assert _cuda.kernel(x, 1, 0.0, ("lse",)) is None
+    assert _cuda.kernel(x.half(), 1, 1.0, ("lse",)) is None
+    assert _cuda.kernel(torch.randn(2, _cuda.LONGEST_SLICE + 1, device=DEVICE), 1, 1.0, ("lse",)) is None
+
+
+gpu_only = pytest.mark.skipif(not ON_GPU, reason="the public functions route CUDA tensors only")
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,axis", [((16,), 0), ((64, 1000), 1), ((300, 40), 0), ((4, 8, 33), 1)])
+def test_public_functions_take_the_kernel_on_cuda(monkeypatch, dtype, shape, axis):
+    calls = []
+    launch = _cuda.launch
+    monkeypatch.setattr(_cuda, "launch", lambda *args, **kwargs: calls.append(args[3]) or launch(*args, **kwargs))
+    x = torch.randn(shape, dtype=dtype, device="cuda") * 3
+    for function in (smoothmax.logsumexp, smoothmax.softmax, smoothmax.log_softmax):
+        value = function(x, axis=axis)
+        assert value.device == x.device and value.dtype == dtype
+        reference = function(x.cpu(), axis=axis)
+        torch.testing.assert_close(value.cpu(), reference, rtol=1e-5 if dtype == torch.float32 else 1e-13, atol=0)
+    assert len(calls) == 3
+
+    # the gradient of logsumexp is softmax, bit for bit, through this kernel
+    leaf = x.clone().requires_grad_()
+    smoothmax.logsumexp(leaf, axis=axis).sum().backward()
+    assert torch.equal(leaf.grad, smoothmax.softmax(x, axis=axis))
+    # and softmax's backward is PyTorch's on the same q
+    leaf = x.clone().requires_grad_()
+    cotangent = torch.randn_like(x)
+    smoothmax.softmax(leaf, axis=axis).backward(cotangent)
+    q = smoothmax.softmax(x, axis=axis)
+    expected = q * (cotangent - (q * cotangent).sum(axis, keepdim=True))
+    torch.testing.assert_close(leaf.grad, expected, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6 if dtype == torch.float32 else 1e-15)
+
+
+@gpu_only
+def test_fully_masked_gradient_is_zero_on_cuda():
+    x = torch.full((3, 5), -INF, device="cuda", requires_grad=True)
+    smoothmax.logsumexp(x, axis=1).sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
