@@ -102,9 +102,34 @@ def _mpmath_outputs(x, axis, temperature):
     return [torch.from_numpy(np.moveaxis(value, -1, axis).copy()) for value in (lse, q, log_q)]
 
 
+@pytest.fixture(params=["native", "hardware-fma"] if not ON_GPU else ["native"])
+def fma(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Off the GPU, also the kernel's GPU branch (``HARDWARE_FMA``: TwoProduct as
+    ``fma(a, b, -p)``) with the interpreter's ``fma`` made exact, as the GPU's
+    (the interpreter's own rounds ``a b`` first)."""
+    if request.param == "hardware-fma":
+        from fractions import Fraction
+
+        import triton.runtime.interpreter as interpreter
+
+        def exact(x, y, z):
+            if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
+                return x * y + z
+            return float(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+
+        exact_ufunc = np.frompyfunc(exact, 3, 1)
+
+        def create_fma(self, x, y, z):
+            return interpreter.TensorHandle(exact_ufunc(x.data, y.data, z.data).astype(z.data.dtype), z.dtype.scalar)
+
+        monkeypatch.setattr(interpreter.InterpreterBuilder, "create_fma", create_fma)
+        monkeypatch.setattr(_cuda, "_INTERPRETED", False)
+    return request.param
+
+
 @pytest.mark.parametrize("shape,axis,tile", LAYOUTS)
 @pytest.mark.parametrize("temperature", [1.0, 0.1])
-def test_float64_is_within_one_ulp(shape, axis, tile, temperature):
+def test_float64_is_within_one_ulp(shape, axis, tile, temperature, fma):
     # float64 input runs in two-part arithmetic with its own exp: one rounding
     # at the end (the generic kernel's q errs by ~|x - m| u, up to 15 ulp here)
     generator = torch.Generator().manual_seed(7 + hash((shape, axis, tile)) % 2**31)
@@ -128,7 +153,7 @@ SPECIAL_ROWS = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("tile", [4096, 2])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_special_values_are_the_generic_kernels(dtype, tile, axis):
+def test_special_values_are_the_generic_kernels(dtype, tile, axis, fma):
     x = torch.tensor(SPECIAL_ROWS, dtype=dtype)
     if axis == 0:
         x = x.T.contiguous()
@@ -143,7 +168,7 @@ def test_special_values_are_the_generic_kernels(dtype, tile, axis):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("tile", [4096, 8])
-def test_one_dominant_term_keeps_its_relative_accuracy(dtype, tile):
+def test_one_dominant_term_keeps_its_relative_accuracy(dtype, tile, fma):
     # LSE([0, -40 x 999]) = log1p(999 e^-40): 4.2e-15; log(sum) would give 0
     x = torch.full((1000,), -40.0, dtype=dtype)
     x[0] = 0.0
@@ -192,6 +217,27 @@ def test_public_functions_take_the_kernel_on_cuda(monkeypatch, dtype, shape, axi
     q = smoothmax.softmax(x, axis=axis)
     expected = q * (cotangent - (q * cotangent).sum(axis, keepdim=True))
     torch.testing.assert_close(leaf.grad, expected, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6 if dtype == torch.float32 else 1e-15)
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_kernels_launched_again_give_the_same_values(monkeypatch, dtype):
+    # lengths and addresses that do and do not meet Triton's specializations
+    # (multiples of 16, 16-byte alignment), each launched through JITFunction.run
+    # and through the kept compiled kernel
+    base = torch.randn(4 * 1037, dtype=dtype, device="cuda") * 3
+    for n in (16, 17, 32, 1000, 1024):
+        for offset in (0, 1, 2, 4):
+            x = base[offset : offset + 4 * n].view(4, n)
+            for outputs in (("lse",), ("lse", "q"), ("log_q",)):
+                monkeypatch.setattr(_cuda, "FAST_LAUNCH", False)
+                fresh = _cuda.launch(x, 1, 1.0, outputs)
+                monkeypatch.setattr(_cuda, "FAST_LAUNCH", True)
+                first = _cuda.launch(x, 1, 1.0, outputs)
+                again = _cuda.launch(x, 1, 1.0, outputs)
+                for values in zip(fresh, first, again):
+                    assert torch.equal(values[0], values[1]) and torch.equal(values[0], values[2])
+    assert _cuda._COMPILED
 
 
 @gpu_only
