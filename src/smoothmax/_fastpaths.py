@@ -59,6 +59,11 @@ What the fast paths change is mostly how the same numbers are computed:
   ``+inf`` entries set to 0 and the rest to ``-inf``, in a branch of their own.
   Under ``jit`` XLA compiles the two programs separately; ``log_q`` at
   ``t != 1`` may differ by one ulp.
+* PyTorch on CUDA, where Triton is installed: one Triton kernel a call
+  (:mod:`smoothmax._cuda`, imported at the first CUDA tensor) for ``lse``/``q``/
+  ``log_q`` of slices up to 65 536 long; not bitwise the generic kernel but
+  more accurate (float32 computed in float64, float64 in two-part arithmetic:
+  within one ulp of mpmath). The rest takes the generic kernel.
 * Entry points (:data:`ENTRIES`): ``logsumexp``/``softmax``/``log_softmax``
   called with a float32/float64 NumPy array or tensor and only ``axis`` (an
   int, or None on 1-d input) and ``keepdims`` go straight to the kernel after

@@ -36,7 +36,9 @@ recomputes every slice in a ``lax.cond`` taken only when that check passes
 streaming state (:func:`refine_rest`) and runs the eager refinement on blocks
 that hold whole slices. PyTorch under ``torch.compile`` or ``torch.func``
 transforms (no data-dependent branch) and on other devices (a device sync per
-call would cost more than it saves) keeps the kernel's result.
+call would cost more than it saves) keeps the kernel's result; on CUDA with
+Triton, :mod:`smoothmax._cuda` computes every float64 slice in two-part
+arithmetic (and float32 in float64) inside its kernel, which needs none of this.
 """
 
 from __future__ import annotations
