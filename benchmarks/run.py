@@ -525,6 +525,10 @@ def machine() -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():  # what the torch-cuda rows ran on
+            info["gpu"] = torch.cuda.get_device_name(0)
+            if "triton" in sys.modules:
+                info["triton"] = sys.modules["triton"].__version__
     except ImportError:
         pass
     return info
