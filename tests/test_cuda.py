@@ -40,10 +40,14 @@ INF = math.inf
 NAN = math.nan
 
 #: (shape, axis, tile): rows in one chunk, several rows a program, rows in
-#: chunks, columns in one chunk and in chunks, a 3-d middle axis.
+#: chunks, columns in one chunk and in chunks, a 3-d middle axis; tile None:
+#: the blocks :func:`launch` chooses itself.
 LAYOUTS = [
     ((16,), 0, 4096),
     ((1000,), 0, 256),
+    ((3, 1000), 1, None),
+    ((2, 3000), 1, None),
+    ((300, 3), 0, None),
     ((6, 37), 1, 4096),
     ((6, 37), 1, 16),
     ((37, 20), 0, 4096),

@@ -56,6 +56,18 @@ def test_import_does_not_import_torch_or_jax():
     assert output.split() == ["False", "False"]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_cpu_tensors_do_not_import_triton():
+    # Triton (smoothmax._cuda) is imported at the first CUDA tensor only
+    code = (
+        "import sys, torch, smoothmax; x = torch.randn(4, 8, requires_grad=True); "
+        "smoothmax.logsumexp(x, axis=1).sum().backward(); smoothmax.softmax(x.detach(), axis=0); "
+        "print('triton' in sys.modules, 'smoothmax._cuda' in sys.modules)"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["False", "False"]
+
+
 PUBLIC_MODULES = sorted(
     {
         importlib.import_module(getattr(smoothmax, name).__module__).__name__

@@ -493,7 +493,7 @@ def launch(
     q = torch.empty_like(x) if "q" in outputs else None
     log_q = torch.empty_like(x) if "log_q" in outputs else None
     if inner == 1:  # rows
-        block_n = min(_power_of_two_at_least(n), ROW_CHUNK["float64" if extended else "float32"], tile or n)
+        block_n = min(_power_of_two_at_least(n), tile or ROW_CHUNK["float64" if extended else "float32"])
         block_s = min(max(1, min(ROW_ELEMENTS, tile or ROW_ELEMENTS) // block_n), _power_of_two_at_least(outer))
         programs = -(-outer // block_s)
         inner_blocks = 1
