@@ -112,21 +112,11 @@ def fma(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     ``fma(a, b, -p)``) with the interpreter's ``fma`` made exact, as the GPU's
     (the interpreter's own rounds ``a b`` first)."""
     if request.param == "hardware-fma":
-        from fractions import Fraction
-
         import triton.runtime.interpreter as interpreter
 
-        def exact(x, y, z):
-            if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
-                return x * y + z
-            return float(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+        from conformance.triton_interpreter import exact_fma
 
-        exact_ufunc = np.frompyfunc(exact, 3, 1)
-
-        def create_fma(self, x, y, z):
-            return interpreter.TensorHandle(exact_ufunc(x.data, y.data, z.data).astype(z.data.dtype), z.dtype.scalar)
-
-        monkeypatch.setattr(interpreter.InterpreterBuilder, "create_fma", create_fma)
+        monkeypatch.setattr(interpreter.InterpreterBuilder, "create_fma", exact_fma())
         monkeypatch.setattr(_cuda, "_INTERPRETED", False)
     return request.param
 
