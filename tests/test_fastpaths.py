@@ -970,3 +970,12 @@ def test_constants_on_accelerators_are_made_once():
     assert _kernel._constant(xp, 2.0, like) is not one
     cpu = torch.zeros(3)
     assert _kernel._constant(xp, 1.0, cpu) is not _kernel._constant(xp, 1.0, cpu)
+
+
+def test_cuda_kernel_module_is_not_taken_on_rocm(monkeypatch):
+    # ROCm builds report their GPUs as ``cuda`` devices; the Triton kernel was
+    # checked on NVIDIA GPUs only, so they keep the generic kernel
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.version, "hip", "6.0")
+    monkeypatch.setattr(_fastpaths, "_CUDA_MODULE", [])
+    assert _fastpaths._cuda_module() is None

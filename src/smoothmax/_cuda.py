@@ -22,7 +22,8 @@ uses CUDA's float64 ``exp`` and ``log`` (1 ulp). The special values are the
 generic kernel's: a NaN anywhere makes the slice NaN; ``+inf`` entries share the
 weight (the rest get 0); an all ``-inf`` slice has ``lse = -inf``, ``q = 0``.
 
-Only plain contiguous float32/float64 CUDA tensors, ``t > 0``, the outputs
+Only plain contiguous float32/float64 CUDA tensors (NVIDIA: ROCm builds keep
+the generic kernel, see ``_fastpaths._cuda_module``), ``t > 0``, the outputs
 ``lse``/``q``/``log_q`` and slices up to :data:`LONGEST_SLICE` take this path
 (:func:`kernel` returns None elsewhere and the generic kernel runs); the caller
 runs it where no gradient is recorded (the adapter's derivative rules read

@@ -698,12 +698,18 @@ _CUDA_MODULE: list[Any] = []
 
 def _cuda_module() -> Any:
     """:mod:`smoothmax._cuda` (the Triton kernel for CUDA tensors), imported at
-    the first CUDA tensor; None where Triton is not installed."""
+    the first CUDA tensor; None where Triton is not installed, and on ROCm builds
+    of PyTorch (whose GPUs are ``cuda`` devices too): the kernel was measured and
+    checked on NVIDIA GPUs only."""
     if not _CUDA_MODULE:
-        try:
-            from . import _cuda
-        except ImportError:
-            _cuda = None
+        import torch
+
+        _cuda = None
+        if torch.version.hip is None:
+            try:
+                from . import _cuda
+            except ImportError:
+                pass
         _CUDA_MODULE.append(_cuda)
     return _CUDA_MODULE[0]
 
