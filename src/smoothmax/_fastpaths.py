@@ -663,23 +663,21 @@ def torch_kernel(
     import torch
 
     if (
-        x.device.type == "cuda"
-        and not _declines(x, weights, axis, temperature, outputs)
-        and not torch.compiler.is_compiling()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+        torch.compiler.is_compiling()
+        or _declines(x, weights, axis, temperature, outputs)
+        or torch._C._functorch.is_functorch_wrapped_tensor(x)
     ):
+        return _generic(xp, x, weights, axis, temperature, outputs)
+    if x.device.type == "cuda":
         cuda = _cuda_module()
         values = None if cuda is None else cuda.kernel(x, axis, temperature, outputs)
         if values is not None:
             return values
     if (
-        torch.compiler.is_compiling()
-        or _declines(x, weights, axis, temperature, outputs)
-        or x.device.type != "cpu"
+        x.device.type != "cpu"
         or x.dtype not in (torch.float32, torch.float64)
         or not x.is_contiguous()
         or x.numel() == 0
-        or torch._C._functorch.is_functorch_wrapped_tensor(x)
     ):
         return _generic(xp, x, weights, axis, temperature, outputs)
     if outputs == ("lse",):
