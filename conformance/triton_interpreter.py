@@ -7,7 +7,9 @@ Runs ``python -m conformance`` in a process where Triton's interpreter
 (no weights, ``t > 0``, ``lse``/``q``/``log_q``, slices up to 65 536), with
 nothing refined after it. With ``--hardware-fma`` the kernel's GPU branch
 (TwoProduct as ``fma(a, b, -p)``) runs, the interpreter's ``fma`` made exact as
-the GPU's. Slow (the interpreter runs each program in NumPy): pick cases, e.g.
+the GPU's; with ``--segments`` every row is split into segments of 64 entries,
+as rows longer than 65 536 are (three launches), and columns of more than one
+entry keep the kernel for columns. Slow (the interpreter runs each program in NumPy): pick cases, e.g.
 
     python -m conformance.triton_interpreter --backend torch --case "softmax/*" --quiet
 
@@ -76,6 +78,14 @@ def main(argv: list[str]) -> int:
         from smoothmax import _cuda
 
         _cuda._INTERPRETED = False
+    if "--segments" in argv:
+        argv = [argument for argument in argv if argument != "--segments"]
+        from smoothmax import _cuda
+
+        # every row split into segments of 64 (chunks of 64): the long rows' launches
+        _cuda.LONGEST_SLICE = 1
+        _cuda._SHORTEST_SEGMENT = 1
+        _cuda.ROW_CHUNK = {"float32": 64, "float64": 64}
     _route_cpu_tensors_to_the_cuda_kernel()
     from .__main__ import main as conformance_main
 

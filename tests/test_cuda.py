@@ -174,12 +174,127 @@ def test_one_dominant_term_keeps_its_relative_accuracy(dtype, tile, fma):
     assert _ulps(log_q[:1], torch.tensor([-expected], dtype=dtype)) <= bound
 
 
-def test_the_path_declines_what_it_does_not_compute():
+def test_the_path_declines_what_it_does_not_compute(monkeypatch):
     x = torch.randn(4, 8, device=DEVICE)
     assert _cuda.kernel(x, 1, 1.0, ("lse", "sign")) is None
     assert _cuda.kernel(x, 1, 0.0, ("lse",)) is None
     assert _cuda.kernel(x.half(), 1, 1.0, ("lse",)) is None
-    assert _cuda.kernel(torch.randn(2, _cuda.LONGEST_SLICE + 1, device=DEVICE), 1, 1.0, ("lse",)) is None
+    # long slices: columns decline, rows are split into segments up to LONGEST_ROW
+    monkeypatch.setattr(_cuda, "LONGEST_SLICE", 8)
+    monkeypatch.setattr(_cuda, "LONGEST_ROW", 12)
+    assert _cuda.kernel(torch.randn(9, 2, device=DEVICE), 0, 1.0, ("lse",)) is None
+    assert _cuda.kernel(torch.randn(2, 13, device=DEVICE), 1, 1.0, ("lse",)) is None
+    assert _cuda.kernel(torch.randn(2, 12, device=DEVICE), 1, 1.0, ("lse",)) is not None
+
+
+# -- rows split into segments (rows longer than LONGEST_SLICE): three launches --
+
+#: (rows, n, tile, segment_length): several chunks a segment, one chunk a
+#: segment, a last segment shorter than the others, one row and several.
+SEGMENTED = [(3, 1000, 64, 256), (1, 1000, 32, 32), (2, 700, 64, 128)]
+
+
+@pytest.mark.parametrize("rows,n,tile,segment_length", SEGMENTED)
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_segments_float32_is_the_float64_value_rounded(rows, n, tile, segment_length, temperature):
+    generator = torch.Generator().manual_seed(rows * n + tile)
+    x = (torch.randn(rows, n, generator=generator, dtype=torch.float64) * 4).float()
+    x[0, 1] = -INF  # an absent entry
+    got = _cuda.launch(x.to(DEVICE), 1, temperature, ALL_OUTPUTS, tile=tile, segment_length=segment_length)
+    wide = _kernel.kernel(xp, x.double(), None, 1, temperature, ALL_OUTPUTS)
+    for name, value, reference in zip(ALL_OUTPUTS, got, wide):
+        assert value.dtype == torch.float32 and value.shape == reference.shape
+        assert _ulps(value, reference.float()) <= (0.0 if not ON_GPU else 1.0), name
+
+
+@pytest.mark.parametrize("rows,n,tile,segment_length", SEGMENTED[1:])
+@pytest.mark.parametrize("temperature", [1.0, 0.1])
+def test_segments_float64_is_within_one_ulp(rows, n, tile, segment_length, temperature, fma):
+    generator = torch.Generator().manual_seed(11 + rows * n + tile)
+    x = torch.randn(rows, n, generator=generator, dtype=torch.float64) * 4
+    got = _cuda.launch(x.to(DEVICE), 1, temperature, ALL_OUTPUTS, tile=tile, segment_length=segment_length)
+    for name, value, reference in zip(ALL_OUTPUTS, got, _mpmath_outputs(x, 1, temperature)):
+        assert _ulps(value, reference) <= 1.0, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_segments_special_values_are_the_generic_kernels(dtype, fma):
+    # segments of 2 entries: the ties of [3, 3, 3, -1, 3] span three segments
+    # (the pivot is the first), NaN and +inf sit in later segments
+    x = torch.tensor(SPECIAL_ROWS, dtype=dtype)
+    got = _cuda.launch(x.to(DEVICE), 1, 1.0, ALL_OUTPUTS, tile=2, segment_length=2)
+    generic = _kernel.kernel(xp, x.double(), None, 1, 1.0, ALL_OUTPUTS)
+    for name, value, reference in zip(ALL_OUTPUTS, got, generic):
+        value = value.cpu()
+        reference = reference.to(dtype)
+        assert torch.equal(value.isnan(), reference.isnan()), name
+        assert _ulps(value, reference) <= 1.0, (name, value, reference)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("position", [0, 700])
+def test_segments_keep_one_dominant_terms_relative_accuracy(dtype, position, fma):
+    # the dominant term in the first segment or a later one: the pivot left
+    # out of its own segment's sum only
+    x = torch.full((1000,), -40.0, dtype=dtype)
+    x[position] = 0.0
+    lse, log_q = _cuda.launch(x.to(DEVICE), 0, 1.0, ("lse", "log_q"), tile=64, segment_length=128)
+    expected = math.log1p(999 * math.exp(-40.0))
+    bound = 1.0 if dtype == torch.float32 else 8.0  # as the one-program test above
+    assert _ulps(lse, torch.tensor([expected], dtype=dtype)) <= bound
+    assert _ulps(log_q[position : position + 1], torch.tensor([-expected], dtype=dtype)) <= bound
+
+
+def test_segments_give_the_values_of_one_program_a_row():
+    # float64 through both layouts: the same sums in another order, within an ulp
+    x = torch.randn(2, 1500, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 3
+    split = _cuda.launch(x.to(DEVICE), 1, 1.0, ALL_OUTPUTS, tile=256, segment_length=512)
+    whole = _cuda.launch(x.to(DEVICE), 1, 1.0, ALL_OUTPUTS, tile=256)
+    for name, value, reference in zip(ALL_OUTPUTS, split, whole):
+        assert _ulps(value, reference) <= 1.0, name
+
+
+def test_long_rows_take_the_segments(monkeypatch):
+    planned = []
+    plan_segments = _cuda.plan_segments
+    monkeypatch.setattr(_cuda, "plan_segments", lambda *args, **kwargs: planned.append(args) or plan_segments(*args, **kwargs))
+    monkeypatch.setattr(_cuda, "LONGEST_SLICE", 64)
+    x = torch.randn(3, 300, dtype=torch.float32, generator=torch.Generator().manual_seed(3)) * 5
+    (lse,) = _cuda.kernel(x.to(DEVICE), 1, 1.0, ("lse",))
+    assert planned and planned[0][:2] == (3, 300)
+    (wide,) = _kernel.kernel(xp, x.double(), None, 1, 1.0, ("lse",))
+    assert _ulps(lse, wide.float()) <= (0.0 if not ON_GPU else 1.0)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 1000, 100_000])
+@pytest.mark.parametrize("n", [65_537, 100_000, 1_000_000, 10_000_000, 1 << 30])
+@pytest.mark.parametrize("extended", [False, True])
+def test_segment_plans_cover_each_row_once(rows, n, extended):
+    maxima, sums, outputs = _cuda.plan_segments(rows, n, extended, 1.0, ("lse", "q"))
+    length, segments = maxima.scalars[1:3]
+    chunk = maxima.constants["BLOCK_N"]
+    assert length % chunk == 0 and (segments - 1) * length < n <= segments * length
+    assert segments <= _cuda._MOST_SEGMENTS
+    assert segments <= sums.constants["BLOCK_SEGMENTS"] < 2 * segments  # each row's segment results read at once
+    assert maxima.grid == sums.grid == outputs.grid == (rows * segments, 1, 1)
+    lse_alone = _cuda.plan_segments(rows, n, extended, 1.0, ("lse",))[2]
+    assert lse_alone.grid == (rows, 1, 1)  # a program a row
+
+
+def test_the_kernels_compile_for_gpus_without_one():
+    # Triton's compiler (PTX, then ptxas's cubin for sm_90) on every branch: the
+    # interpreter above runs the Python code but compiles nothing
+    import subprocess
+    import sys
+
+    environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "conformance.triton_compile", "--capability", "90"],
+        cwd=root, env=environment, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "FAIL" not in result.stdout and " compiled" in result.stdout
 
 
 gpu_only = pytest.mark.skipif(not ON_GPU, reason="the public functions route CUDA tensors only")
@@ -187,7 +302,7 @@ gpu_only = pytest.mark.skipif(not ON_GPU, reason="the public functions route CUD
 
 @gpu_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape,axis", [((16,), 0), ((64, 1000), 1), ((300, 40), 0), ((4, 8, 33), 1)])
+@pytest.mark.parametrize("shape,axis", [((16,), 0), ((64, 1000), 1), ((300, 40), 0), ((4, 8, 33), 1), ((2, 100_000), 1)])
 def test_public_functions_take_the_kernel_on_cuda(monkeypatch, dtype, shape, axis):
     calls = []
     launch = _cuda.launch

@@ -22,10 +22,16 @@ uses CUDA's float64 ``exp`` and ``log`` (1 ulp). The special values are the
 generic kernel's: a NaN anywhere makes the slice NaN; ``+inf`` entries share the
 weight (the rest get 0); an all ``-inf`` slice has ``lse = -inf``, ``q = 0``.
 
+Rows longer than :data:`LONGEST_SLICE` are split into segments, a program
+each, in three launches (the same passes, each over a segment; every program
+reduces its row's segment results itself): a single long row keeps the whole
+GPU busy, not one multiprocessor.
+
 Only plain contiguous float32/float64 CUDA tensors (NVIDIA: ROCm builds keep
 the generic kernel, see ``_fastpaths._cuda_module``), ``t > 0``, the outputs
-``lse``/``q``/``log_q`` and slices up to :data:`LONGEST_SLICE` take this path
-(:func:`kernel` returns None elsewhere and the generic kernel runs); the caller
+``lse``/``q``/``log_q``, slices up to :data:`LONGEST_SLICE` and rows up to
+:data:`LONGEST_ROW` take this path (:func:`kernel` returns None elsewhere and
+the generic kernel runs); the caller
 runs it where no gradient is recorded (the adapter's derivative rules read
 ``q``, which this kernel returns too). Triton is imported only when a CUDA
 tensor arrives. Its interpreter (``TRITON_INTERPRET=1``) runs the same kernel on
@@ -38,14 +44,15 @@ CPU tensors, which is how the test suite checks it on machines without a GPU
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import triton
 import triton.language as tl
 
-#: Slices longer than this take the generic kernel: one program reduces a
-#: slice, and a single long row would keep one multiprocessor busy alone.
+#: Slices longer than this are not one program's: rows are split into
+#: segments (:func:`plan_segments`), columns take the generic kernel. (A single
+#: long row in one program would keep one multiprocessor busy alone.)
 LONGEST_SLICE = 1 << 16
 
 #: The longest chunk of a row a program holds at once (longer rows are read in
@@ -287,6 +294,101 @@ def _store(shifted_high, shifted_low, terms_high, terms_low, offsets, mask, inve
 
 
 @triton.jit
+def _maximum_and_pivot(x_ptr, first, start, stop, element_stride, slice_valid,
+                       BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Pass 1 over positions ``[start, stop)`` of each slice, a chunk at a time:
+    the maximum (NaN left out; in the input's dtype), the first index of it
+    (``start`` where there is none) and whether a NaN was seen."""
+    maximum = tl.full([BLOCK_S], float("-inf"), x_ptr.dtype.element_ty)
+    pivot = tl.zeros([BLOCK_S], tl.int32) + start
+    nan_seen = tl.zeros([BLOCK_S], tl.int32)
+    for chunk in range(start, stop, BLOCK_N):
+        values, positions, mask, offsets = _load(x_ptr, first, chunk, stop, element_stride, slice_valid, BLOCK_N)
+        ordered = _without_nan(values)
+        chunk_maximum = tl.max(ordered, 1)
+        higher = chunk_maximum > maximum  # strictly: an earlier chunk's tie stays the pivot
+        pivot = tl.where(higher, tl.argmax(ordered, 1) + chunk, pivot)
+        maximum = tl.where(higher, chunk_maximum, maximum)
+        nan_seen = tl.maximum(nan_seen, tl.max((values != values).to(tl.int32), 1))
+    return maximum, pivot, nan_seen
+
+
+@triton.jit
+def _shift_of(maximum, nan_seen):
+    """``(maximum, infinite_maximum, shift)`` in float64 from pass 1: the maximum
+    NaN where a NaN was seen; the shift 0 where the maximum is infinite (all
+    ``-inf``: ``exp`` then gives 0, not NaN; ``+inf``: the ties at ``+inf``
+    become 0, see :func:`_shifted`), else the maximum."""
+    maximum = tl.where(nan_seen > 0, float("nan"), maximum.to(tl.float64))
+    infinite_maximum = maximum == float("inf")
+    shift = tl.where((maximum == float("-inf")) | infinite_maximum, 0.0, maximum)
+    return maximum, infinite_maximum, shift
+
+
+@triton.jit
+def _temperature(temperature_1, temperature_2, temperature_3, BLOCK_S: tl.constexpr):
+    """``t`` in float64 from its three float32 parts, exactly (float arguments are
+    float32 in Triton's interpreter whatever their annotation)."""
+    return ((tl.zeros([BLOCK_S], tl.float64) + temperature_1) + temperature_2) + temperature_3
+
+
+@triton.jit
+def _sum_without_pivot(x_ptr, first, start, stop, element_stride, slice_valid, pivot, shift, infinite_maximum,
+                       temperature, BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
+                       EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
+    """Pass 2 over positions ``[start, stop)``, a chunk at a time: the sum of the
+    terms ``exp((x - shift) / t)`` without the pivot, as ``(high, low)``."""
+    rest_high = tl.zeros([BLOCK_S], tl.float64)
+    rest_low = tl.zeros([BLOCK_S], tl.float64)
+    for chunk in range(start, stop, BLOCK_N):
+        values, positions, mask, offsets = _load(x_ptr, first, chunk, stop, element_stride, slice_valid, BLOCK_N)
+        shifted_high, shifted_low = _shifted(values, shift, infinite_maximum, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
+        terms_high, terms_low = _terms(shifted_high, shifted_low, EXTENDED)
+        chunk_high, chunk_low = _rest(terms_high, terms_low, positions, mask, pivot, EXTENDED)
+        rest_high, rest_low = _add_two_sums(rest_high, rest_low, chunk_high, chunk_low)
+    return rest_high, rest_low
+
+
+@triton.jit
+def _lse(maximum, log_sum_high, log_sum_low, temperature,
+         TEMPERED: tl.constexpr, EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
+    """``lse = m + t log1p(rest)`` in float64 from ``log1p(rest)`` as ``(high, low)``:
+    where ``EXTENDED`` rounded once (an infinite or NaN ``m`` is the result itself)."""
+    if EXTENDED:
+        if TEMPERED:
+            scaled, error = _two_product(temperature, log_sum_high, HARDWARE_FMA)
+            scaled_low = error + temperature * log_sum_low
+        else:
+            scaled = log_sum_high
+            scaled_low = log_sum_low
+        finite = tl.abs(maximum) < float("inf")  # False on NaN too
+        lse, error = _two_sum(tl.where(finite, maximum, 0.0), scaled)
+        return tl.where(finite, lse + (error + scaled_low), maximum + scaled)
+    else:
+        if TEMPERED:
+            return maximum + temperature * log_sum_high
+        else:
+            return maximum + log_sum_high
+
+
+@triton.jit
+def _store_outputs(x_ptr, first, start, stop, element_stride, slice_valid, shift, infinite_maximum, temperature,
+                   inverse_high, inverse_low, log_sum_high, log_sum_low, q_ptr, log_q_ptr,
+                   BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr, EXTENDED: tl.constexpr,
+                   HARDWARE_FMA: tl.constexpr, WANT_Q: tl.constexpr, WANT_LOG_Q: tl.constexpr):
+    """Pass 3 over positions ``[start, stop)``, a chunk at a time: ``q`` and ``log_q``."""
+    for chunk in range(start, stop, BLOCK_N):
+        values, positions, mask, offsets = _load(x_ptr, first, chunk, stop, element_stride, slice_valid, BLOCK_N)
+        shifted_high, shifted_low = _shifted(values, shift, infinite_maximum, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
+        terms_high = shifted_high  # log_q alone needs no terms
+        terms_low = shifted_low
+        if WANT_Q:
+            terms_high, terms_low = _terms(shifted_high, shifted_low, EXTENDED)
+        _store(shifted_high, shifted_low, terms_high, terms_low, offsets, mask, inverse_high, inverse_low,
+               log_sum_high, log_sum_low, q_ptr, log_q_ptr, WANT_Q, WANT_LOG_Q, EXTENDED, HARDWARE_FMA)
+
+
+@triton.jit
 def _slices_kernel(
     x_ptr,
     lse_ptr,
@@ -313,7 +415,8 @@ def _slices_kernel(
     """Reduce ``BLOCK_S`` slices of length ``n``. ``ROWS``: the slices are rows
     (contiguous, ``slices`` of them); else columns of an ``(outer, n, inner)``
     array, a program taking ``BLOCK_S`` neighbouring columns of one ``outer``.
-    ``EXTENDED``: float64 input, computed in two-part (double-double) arithmetic."""
+    ``EXTENDED``: float64 input, computed in two-part (double-double) arithmetic.
+    ``ONE_CHUNK``: the slices fit one chunk, loaded once for all three passes."""
     program = tl.program_id(0)
     if ROWS:
         index = program * BLOCK_S + tl.arange(0, BLOCK_S)
@@ -337,26 +440,9 @@ def _slices_kernel(
         pivot = tl.argmax(ordered, 1)
         nan_seen = tl.max((values != values).to(tl.int32), 1)
     else:
-        maximum = tl.full([BLOCK_S], float("-inf"), x_ptr.dtype.element_ty)
-        pivot = tl.zeros([BLOCK_S], tl.int32)
-        nan_seen = tl.zeros([BLOCK_S], tl.int32)
-        for start in range(0, n, BLOCK_N):
-            values, positions, mask, offsets = _load(x_ptr, first, start, n, element_stride, slice_valid, BLOCK_N)
-            ordered = _without_nan(values)
-            chunk_maximum = tl.max(ordered, 1)
-            higher = chunk_maximum > maximum  # strictly: the first chunk's tie stays the pivot
-            pivot = tl.where(higher, tl.argmax(ordered, 1) + start, pivot)
-            maximum = tl.where(higher, chunk_maximum, maximum)
-            nan_seen = tl.maximum(nan_seen, tl.max((values != values).to(tl.int32), 1))
-
-    maximum = tl.where(nan_seen > 0, float("nan"), maximum.to(tl.float64))
-    infinite_maximum = maximum == float("inf")
-    # all -inf: shift 0, so exp gives 0 and not NaN; +inf: the ties at +inf are 0
-    shift = tl.where((maximum == float("-inf")) | infinite_maximum, 0.0, maximum)
-
-    # t from three float32 parts, exactly (float arguments are float32 in
-    # Triton's interpreter whatever their annotation)
-    temperature = ((tl.zeros([BLOCK_S], tl.float64) + temperature_1) + temperature_2) + temperature_3
+        maximum, pivot, nan_seen = _maximum_and_pivot(x_ptr, first, 0, n, element_stride, slice_valid, BLOCK_S, BLOCK_N)
+    maximum, infinite_maximum, shift = _shift_of(maximum, nan_seen)
+    temperature = _temperature(temperature_1, temperature_2, temperature_3, BLOCK_S)
 
     # Pass 2: the sum without the pivot.
     if ONE_CHUNK:
@@ -364,33 +450,12 @@ def _slices_kernel(
         terms_high, terms_low = _terms(shifted_high, shifted_low, EXTENDED)
         rest_high, rest_low = _rest(terms_high, terms_low, positions, mask, pivot, EXTENDED)
     else:
-        rest_high = tl.zeros([BLOCK_S], tl.float64)
-        rest_low = tl.zeros([BLOCK_S], tl.float64)
-        for start in range(0, n, BLOCK_N):
-            values, positions, mask, offsets = _load(x_ptr, first, start, n, element_stride, slice_valid, BLOCK_N)
-            shifted_high, shifted_low = _shifted(values, shift, infinite_maximum, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
-            terms_high, terms_low = _terms(shifted_high, shifted_low, EXTENDED)
-            chunk_high, chunk_low = _rest(terms_high, terms_low, positions, mask, pivot, EXTENDED)
-            rest_high, rest_low = _add_two_sums(rest_high, rest_low, chunk_high, chunk_low)
+        rest_high, rest_low = _sum_without_pivot(x_ptr, first, 0, n, element_stride, slice_valid, pivot, shift,
+                                                 infinite_maximum, temperature, BLOCK_S, BLOCK_N, TEMPERED,
+                                                 EXTENDED, HARDWARE_FMA)
     log_sum_high, log_sum_low = _log_sum(rest_high, rest_low, EXTENDED)
-
     if WANT_LSE:
-        if EXTENDED:
-            if TEMPERED:
-                scaled, error = _two_product(temperature, log_sum_high, HARDWARE_FMA)
-                scaled_low = error + temperature * log_sum_low
-            else:
-                scaled = log_sum_high
-                scaled_low = log_sum_low
-            # m + t L rounded once; an infinite or NaN m is the result itself
-            finite = tl.abs(maximum) < float("inf")  # False on NaN too
-            lse, error = _two_sum(tl.where(finite, maximum, 0.0), scaled)
-            lse = tl.where(finite, lse + (error + scaled_low), maximum + scaled)
-        else:
-            if TEMPERED:
-                lse = maximum + temperature * log_sum_high
-            else:
-                lse = maximum + log_sum_high
+        lse = _lse(maximum, log_sum_high, log_sum_low, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
         tl.store(lse_ptr + reduced, lse.to(lse_ptr.dtype.element_ty), mask=slice_valid)
 
     # Pass 3: the full-size outputs.
@@ -400,17 +465,111 @@ def _slices_kernel(
             _store(shifted_high, shifted_low, terms_high, terms_low, offsets, mask, inverse_high, inverse_low,
                    log_sum_high, log_sum_low, q_ptr, log_q_ptr, WANT_Q, WANT_LOG_Q, EXTENDED, HARDWARE_FMA)
         else:
-            for start in range(0, n, BLOCK_N):
-                values, positions, mask, offsets = _load(x_ptr, first, start, n, element_stride, slice_valid, BLOCK_N)
-                shifted_high, shifted_low = _shifted(
-                    values, shift, infinite_maximum, temperature, TEMPERED, EXTENDED, HARDWARE_FMA
-                )
-                terms_high = shifted_high  # log_q alone needs no terms
-                terms_low = shifted_low
-                if WANT_Q:
-                    terms_high, terms_low = _terms(shifted_high, shifted_low, EXTENDED)
-                _store(shifted_high, shifted_low, terms_high, terms_low, offsets, mask, inverse_high, inverse_low,
-                       log_sum_high, log_sum_low, q_ptr, log_q_ptr, WANT_Q, WANT_LOG_Q, EXTENDED, HARDWARE_FMA)
+            _store_outputs(x_ptr, first, 0, n, element_stride, slice_valid, shift, infinite_maximum, temperature,
+                           inverse_high, inverse_low, log_sum_high, log_sum_low, q_ptr, log_q_ptr,
+                           BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA, WANT_Q, WANT_LOG_Q)
+
+
+# Rows longer than LONGEST_SLICE: each row split into segments, one program a
+# segment, in three launches (the passes above, each over a segment):
+# 1. each segment's maximum, pivot and NaN flag;
+# 2. each segment's sum without the row's pivot, from the row's maximum and
+#    pivot (every program reduces the row's segment maxima itself);
+# 3. the row's sum (every program reduces the partial sums itself, in the same
+#    order: the same value in each), lse (the first segment's program) and the
+#    segment's q / log_q.
+
+
+@triton.jit
+def _segment(program, n, segment_length, segments):
+    """The row, the segment and its positions ``[start, stop)`` of a program,
+    with the row's first element and its validity as the one slice of a block."""
+    row = program // segments
+    segment = program % segments
+    start = segment * segment_length
+    stop = tl.minimum(start + segment_length, n)
+    one = tl.arange(0, 1)
+    first = (one + row).to(tl.int64) * n
+    return row, segment, start, stop, first, one == 0
+
+
+@triton.jit
+def _row_maximum(maxima_ptr, pivots_ptr, nans_ptr, row, segments, BLOCK_SEGMENTS: tl.constexpr):
+    """The row's maximum, pivot and NaN flag (shape ``[1]``) from its segments'
+    (:func:`_segment_maxima_kernel`): the first segment holding the maximum gives the pivot."""
+    index = tl.arange(0, BLOCK_SEGMENTS)
+    valid = index < segments
+    at = row.to(tl.int64) * segments + index
+    maxima = tl.load(maxima_ptr + at, mask=valid, other=float("-inf"))[None, :]
+    pivots = tl.load(pivots_ptr + at, mask=valid, other=0)[None, :]
+    nans = tl.load(nans_ptr + at, mask=valid, other=0)[None, :]
+    best = tl.argmax(maxima, 1)  # the first on ties
+    pivot = tl.sum(tl.where(index[None, :] == best[:, None], pivots, 0), 1)
+    return tl.max(maxima, 1), pivot, tl.max(nans, 1)
+
+
+@triton.jit
+def _segment_maxima_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, n, segment_length, segments,
+                           BLOCK_N: tl.constexpr):
+    program = tl.program_id(0)
+    row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
+    maximum, pivot, nan_seen = _maximum_and_pivot(x_ptr, first, start, stop, 1, valid, 1, BLOCK_N)
+    at = program + tl.arange(0, 1)
+    tl.store(maxima_ptr + at, maximum)
+    tl.store(pivots_ptr + at, pivot)
+    tl.store(nans_ptr + at, nan_seen)
+
+
+@triton.jit
+def _segment_sums_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, sums_ptr, n, segment_length, segments,
+                         temperature_1, temperature_2, temperature_3,
+                         BLOCK_SEGMENTS: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
+                         EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
+    program = tl.program_id(0)
+    row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
+    maximum, pivot, nan_seen = _row_maximum(maxima_ptr, pivots_ptr, nans_ptr, row, segments, BLOCK_SEGMENTS)
+    maximum, infinite_maximum, shift = _shift_of(maximum, nan_seen)
+    temperature = _temperature(temperature_1, temperature_2, temperature_3, 1)
+    rest_high, rest_low = _sum_without_pivot(x_ptr, first, start, stop, 1, valid, pivot, shift, infinite_maximum,
+                                             temperature, 1, BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA)
+    at = 2 * (program + tl.arange(0, 1)).to(tl.int64)
+    tl.store(sums_ptr + at, rest_high)
+    tl.store(sums_ptr + at + 1, rest_low)
+
+
+@triton.jit
+def _segment_outputs_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, sums_ptr, lse_ptr, q_ptr, log_q_ptr,
+                            n, segment_length, segments, temperature_1, temperature_2, temperature_3,
+                            BLOCK_SEGMENTS: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
+                            EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr,
+                            WANT_LSE: tl.constexpr, WANT_Q: tl.constexpr, WANT_LOG_Q: tl.constexpr):
+    """A program a segment where ``q`` or ``log_q`` is asked for, else a program a row."""
+    program = tl.program_id(0)
+    if not (WANT_Q or WANT_LOG_Q):
+        program = program * segments
+    row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
+    maximum, pivot, nan_seen = _row_maximum(maxima_ptr, pivots_ptr, nans_ptr, row, segments, BLOCK_SEGMENTS)
+    maximum, infinite_maximum, shift = _shift_of(maximum, nan_seen)
+    temperature = _temperature(temperature_1, temperature_2, temperature_3, 1)
+    index = tl.arange(0, BLOCK_SEGMENTS)
+    at = 2 * (row.to(tl.int64) * segments + index)
+    highs = tl.load(sums_ptr + at, mask=index < segments, other=0.0)[None, :]
+    if EXTENDED:
+        lows = tl.load(sums_ptr + at + 1, mask=index < segments, other=0.0)[None, :]
+        rest_high, rest_low = tl.reduce((highs, lows), 1, _add_two_sums)
+    else:
+        rest_high = tl.sum(highs, 1)
+        rest_low = tl.zeros_like(rest_high)
+    log_sum_high, log_sum_low = _log_sum(rest_high, rest_low, EXTENDED)
+    if WANT_LSE:
+        lse = _lse(maximum, log_sum_high, log_sum_low, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
+        first_segment = tl.arange(0, 1) + segment == 0  # the row's lse from one program
+        tl.store(lse_ptr + row + tl.arange(0, 1), lse.to(lse_ptr.dtype.element_ty), mask=first_segment)
+    if WANT_Q or WANT_LOG_Q:
+        inverse_high, inverse_low = _inverse(rest_high, rest_low, HARDWARE_FMA)
+        _store_outputs(x_ptr, first, start, stop, 1, valid, shift, infinite_maximum, temperature,
+                       inverse_high, inverse_low, log_sum_high, log_sum_low, q_ptr, log_q_ptr,
+                       BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA, WANT_Q, WANT_LOG_Q)
 
 
 #: Whether Triton's interpreter runs the kernel (``TRITON_INTERPRET=1`` at import).
@@ -441,58 +600,68 @@ _COMPILED: dict[tuple[Any, ...], Any] = {}
 #: through ``JITFunction.run``).
 FAST_LAUNCH = True
 
-_CONSTANT_NAMES = ("ROWS", "BLOCK_S", "BLOCK_N", "ONE_CHUNK", "TEMPERED", "EXTENDED", "HARDWARE_FMA",
-                   "WANT_LSE", "WANT_Q", "WANT_LOG_Q")
+
+class Launch(NamedTuple):
+    """One launch of a kernel, without its tensors: what Triton compiles it for
+    (``constants``, ``options``) and how many programs run it. ``scalars`` are
+    the integer and float arguments that follow the tensors; :func:`plan_slices`
+    and :func:`plan_segments` make them, ``conformance.triton_compile`` compiles
+    them for GPUs this machine may not have."""
+
+    function: Any
+    grid: tuple[int, int, int]
+    scalars: tuple[Any, ...]
+    constants: dict[str, Any]
+    options: dict[str, Any]
 
 
-def _run(grid: tuple[int, int, int], arguments: tuple[Any, ...], constants: tuple[Any, ...], options: dict) -> None:
-    """Launch :func:`_slices_kernel`. ``JITFunction.run`` binds and specializes
-    the arguments on every call; the kernel it compiled is kept here under a key holding all it
-    was specialized on (the constants and options, the device, and for each
-    integer whether it is 1 or a multiple of 16, for each tensor whether its
-    address is 16-byte aligned: Triton's specializations, or finer) and then
-    launched directly (``CompiledKernel[grid](*arguments)``, Triton's own API for
-    compiled kernels): on an H200, :func:`launch` at 16 elements 26.9 -> 19.2 us,
-    ``smoothmax.softmax`` 37.0 -> 26.1 us (``torch.softmax`` 9.6)."""
+def _run(plan: Launch, tensors: tuple[Any, ...]) -> None:
+    """Launch ``plan`` on ``tensors`` (its pointer arguments, in order).
+    ``JITFunction.run`` binds and specializes the arguments on every call; the
+    kernel it compiled is kept here under a key holding all it was specialized
+    on (the kernel, constants and options, the device, and for each integer
+    whether it is 1 or a multiple of 16, for each tensor whether its address is
+    16-byte aligned: Triton's specializations, or finer) and then launched
+    directly (``CompiledKernel[grid](*arguments)``, Triton's own API for
+    compiled kernels): on an H200, :func:`launch` at 16 elements 26.9 -> 19.2
+    us, ``smoothmax.softmax`` 37.0 -> 26.1 us (``torch.softmax`` 9.6)."""
+    arguments = tensors + plan.scalars
     if _INTERPRETED or not FAST_LAUNCH:
-        _slices_kernel[grid](*arguments, **dict(zip(_CONSTANT_NAMES, constants)), **options)
+        plan.function[plan.grid](*arguments, **plan.constants, **plan.options)
         return
-    tensors, integers = arguments[:4], arguments[4:8]
     key = (
+        plan.function,
         tensors[0].device.index,
         tensors[0].dtype,
-        constants,
-        tuple(options.values()),
-        tuple((value == 1, value % 16 == 0) for value in integers),
+        tuple(plan.constants.values()),
+        tuple(plan.options.values()),
+        tuple((value == 1, value % 16 == 0) for value in plan.scalars if isinstance(value, int)),
         tuple(tensor.data_ptr() % 16 == 0 for tensor in tensors),
     )
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = _slices_kernel[grid](*arguments, **dict(zip(_CONSTANT_NAMES, constants)), **options)
+        compiled = plan.function[plan.grid](*arguments, **plan.constants, **plan.options)
         if compiled is not None:
             _COMPILED[key] = compiled
     else:
-        compiled[grid](*arguments, *constants)
+        compiled[plan.grid](*arguments, *plan.constants.values())
 
 
-def launch(
-    x: Any, axis: int, temperature: float, outputs: tuple[str, ...], tile: int | None = None, num_warps: int | None = None
-) -> tuple[Any, ...]:
-    """Run the kernel on contiguous ``x`` (float32 or float64, ``n >= 1``) along
-    ``axis``: the named ``outputs`` (``lse`` keepdims). No checks of the device:
-    Triton's interpreter runs it on CPU tensors. ``tile`` (a power of two), where
-    given, bounds the elements a program holds at once (tests make it small to run
-    the chunked loops), and ``num_warps`` replaces the choice above (a tuning run
-    varies both)."""
-    import torch
-
-    extended = x.dtype == torch.float64
-    n = x.shape[axis]
-    inner = math.prod(x.shape[axis + 1 :])
-    outer = math.prod(x.shape[:axis])
-    lse = torch.empty(x.shape[:axis] + (1,) + x.shape[axis + 1 :], dtype=x.dtype, device=x.device) if "lse" in outputs else None
-    q = torch.empty_like(x) if "q" in outputs else None
-    log_q = torch.empty_like(x) if "log_q" in outputs else None
+def plan_slices(
+    shape: tuple[int, ...],
+    axis: int,
+    extended: bool,
+    temperature: float,
+    outputs: tuple[str, ...],
+    tile: int | None = None,
+    num_warps: int | None = None,
+) -> Launch:
+    """The launch of :func:`_slices_kernel` for an input of ``shape`` (float64
+    where ``extended``, else float32) along ``axis``; ``tile`` and ``num_warps``
+    as in :func:`launch`."""
+    n = shape[axis]
+    inner = math.prod(shape[axis + 1 :])
+    outer = math.prod(shape[:axis])
     if inner == 1:  # rows
         block_n = min(_power_of_two_at_least(n), tile or ROW_CHUNK["float64" if extended else "float32"])
         block_s = min(max(1, min(ROW_ELEMENTS, tile or ROW_ELEMENTS) // block_n), _power_of_two_at_least(outer))
@@ -507,32 +676,124 @@ def launch(
         inner_blocks = -(-inner // block_s)
         programs = outer * inner_blocks
         warps = max(1, min(8, block_s * block_n // 512))
-    arguments = (
-        x,
-        lse if lse is not None else x,  # unused pointers: any tensor
-        q if q is not None else x,
-        log_q if log_q is not None else x,
-        outer,
-        n,
-        inner,
-        inner_blocks,
-        *_float32_parts(temperature),
-    )
-    constants = (
-        inner == 1,  # ROWS
-        block_s,
-        block_n,
-        n <= block_n,  # ONE_CHUNK
-        temperature != 1.0,  # TEMPERED
-        extended,
-        not _INTERPRETED,  # HARDWARE_FMA
-        lse is not None,
-        q is not None,
-        log_q is not None,
-    )
+    constants = {
+        "ROWS": inner == 1,
+        "BLOCK_S": block_s,
+        "BLOCK_N": block_n,
+        "ONE_CHUNK": n <= block_n,
+        **_arithmetic(temperature, extended),
+        **_wanted(outputs),
+    }
+    scalars = (outer, n, inner, inner_blocks, *_float32_parts(temperature))
+    return Launch(_slices_kernel, (programs, 1, 1), scalars, constants, _options(num_warps or warps, extended))
+
+
+def _arithmetic(temperature: float, extended: bool) -> dict[str, bool]:
+    return {"TEMPERED": temperature != 1.0, "EXTENDED": extended, "HARDWARE_FMA": not _INTERPRETED}
+
+
+def _wanted(outputs: tuple[str, ...]) -> dict[str, bool]:
+    return {"WANT_LSE": "lse" in outputs, "WANT_Q": "q" in outputs, "WANT_LOG_Q": "log_q" in outputs}
+
+
+def _options(num_warps: int, extended: bool) -> dict[str, Any]:
     # the two-part arithmetic relies on each product and sum rounded apart
-    options = {"num_warps": num_warps or warps, "enable_fp_fusion": not extended}
-    _run((programs, 1, 1), arguments, constants, options)
+    return {"num_warps": num_warps, "enable_fp_fusion": not extended}
+
+
+#: Rows split into segments (:func:`plan_segments`): about this many programs
+#: in all, segments of at least ``_SHORTEST_SEGMENT`` elements, at most
+#: ``_MOST_SEGMENTS`` a row (each program reads all of its row's segment results).
+_SEGMENT_PROGRAMS = 1024
+_SHORTEST_SEGMENT = 1 << 14
+_MOST_SEGMENTS = 1024
+
+#: Longest row the segments take: positions are 32-bit, a chunk past the end included.
+LONGEST_ROW = (1 << 31) - (1 << 16)
+
+
+def plan_segments(
+    rows: int,
+    n: int,
+    extended: bool,
+    temperature: float,
+    outputs: tuple[str, ...],
+    segment_length: int | None = None,
+    tile: int | None = None,
+) -> tuple[Launch, Launch, Launch]:
+    """The three launches that reduce ``rows`` rows of ``n`` elements split into
+    segments (:func:`_segment_maxima_kernel`, :func:`_segment_sums_kernel`,
+    :func:`_segment_outputs_kernel`); ``segment_length`` (a multiple of the
+    chunk) and ``tile`` replace the choices below (tests make them small)."""
+    block_n = min(_power_of_two_at_least(n), tile or ROW_CHUNK["float64" if extended else "float32"])
+    if segment_length is None:
+        segments = max(1, min(_MOST_SEGMENTS, -(-_SEGMENT_PROGRAMS // rows), n // _SHORTEST_SEGMENT))
+        segment_length = -(-n // segments)
+    segment_length = -(-segment_length // block_n) * block_n
+    segments = -(-n // segment_length)
+    if segments > _MOST_SEGMENTS:
+        raise ValueError(f"segment_length={segment_length} splits rows of {n} into more than {_MOST_SEGMENTS} segments")
+    programs = rows * segments
+    # 8 warps from chunks of 2048: at 4 the compiler spills (cuobjdump of sm_90
+    # cubins, conformance.triton_compile); not yet timed on a GPU
+    options = _options(8 if block_n >= 2048 else max(1, block_n // 256), extended)
+    arithmetic = _arithmetic(temperature, extended)
+    reduced = {"BLOCK_SEGMENTS": _power_of_two_at_least(segments), "BLOCK_N": block_n, **arithmetic}
+    parts = _float32_parts(temperature)
+    full_size = "q" in outputs or "log_q" in outputs
+    return (
+        Launch(_segment_maxima_kernel, (programs, 1, 1), (n, segment_length, segments), {"BLOCK_N": block_n}, options),
+        Launch(_segment_sums_kernel, (programs, 1, 1), (n, segment_length, segments, *parts), reduced, options),
+        Launch(
+            _segment_outputs_kernel,
+            (programs if full_size else rows, 1, 1),
+            (n, segment_length, segments, *parts),
+            {**reduced, **_wanted(outputs)},
+            options,
+        ),
+    )
+
+
+def launch(
+    x: Any,
+    axis: int,
+    temperature: float,
+    outputs: tuple[str, ...],
+    tile: int | None = None,
+    num_warps: int | None = None,
+    segment_length: int | None = None,
+) -> tuple[Any, ...]:
+    """Run the kernel on contiguous ``x`` (float32 or float64, ``n >= 1``) along
+    ``axis``: the named ``outputs`` (``lse`` keepdims). No checks of the device:
+    Triton's interpreter runs it on CPU tensors. Rows longer than
+    :data:`LONGEST_SLICE` (or any rows, where ``segment_length`` is given) are
+    split into segments (:func:`plan_segments`), other slices one program a
+    block of them (:func:`plan_slices`). ``tile`` (a power of two), where given,
+    bounds the elements a program holds at once (tests make it small to run the
+    chunked loops), and ``num_warps`` replaces the choice of
+    :func:`plan_slices` (a tuning run varies both)."""
+    import torch
+
+    extended = x.dtype == torch.float64
+    n = x.shape[axis]
+    rows = math.prod(x.shape[:axis])
+    lse = torch.empty(x.shape[:axis] + (1,) + x.shape[axis + 1 :], dtype=x.dtype, device=x.device) if "lse" in outputs else None
+    q = torch.empty_like(x) if "q" in outputs else None
+    log_q = torch.empty_like(x) if "log_q" in outputs else None
+    # unused pointers: any tensor
+    results = tuple(x if value is None else value for value in (lse, q, log_q))
+    if math.prod(x.shape[axis + 1 :]) == 1 and (n > LONGEST_SLICE or segment_length is not None):
+        maxima, sums, outputs_step = plan_segments(rows, n, extended, temperature, outputs, segment_length, tile)
+        programs = maxima.grid[0]
+        segment_maxima = torch.empty(programs, dtype=x.dtype, device=x.device)
+        pivots = torch.empty(programs, dtype=torch.int32, device=x.device)
+        nans = torch.empty(programs, dtype=torch.int32, device=x.device)
+        segment_sums = torch.empty((programs, 2), dtype=torch.float64, device=x.device)
+        _run(maxima, (x, segment_maxima, pivots, nans))
+        _run(sums, (x, segment_maxima, pivots, nans, segment_sums))
+        _run(outputs_step, (x, segment_maxima, pivots, nans, segment_sums) + results)
+    else:
+        _run(plan_slices(tuple(x.shape), axis, extended, temperature, outputs, tile, num_warps), (x,) + results)
     named = {"lse": lse, "q": q, "log_q": log_q}
     return tuple(named[name] for name in outputs)
 
@@ -542,11 +803,12 @@ def kernel(x: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> t
     where this path does not apply (the caller runs the generic kernel)."""
     import torch
 
+    n = x.shape[axis]
     if (
         x.dtype not in (torch.float32, torch.float64)
         or not OUTPUTS.issuperset(outputs)
         or not 1e-30 < temperature < 1e30  # t as three float32 parts (_float32_parts)
-        or not 0 < x.shape[axis] <= LONGEST_SLICE
+        or not 0 < n <= (LONGEST_SLICE if math.prod(x.shape[axis + 1 :]) > 1 else LONGEST_ROW)
         or x.numel() == 0
         or type(x) not in (torch.Tensor, torch.nn.Parameter)  # a subclass must see its ops
         or x.is_neg()
