@@ -13,8 +13,9 @@ branch (``HARDWARE_FMA``), and prints each kernel's registers and local memory
 (spills) as ``cuobjdump`` reads them from the cubin. Exit status 1 if any
 configuration fails to compile.
 
-(2026-11-26, Triton 3.9, capabilities 90 and 80: every configuration compiles;
-see the README of this folder for the registers.)
+(2026-11-26, Triton 3.9: the few 26 of 26 for sm_90; ``--all --capability 90 80``
+364 of 364, ~7 min on two cores. A few spill 8-32 bytes: columns in chunks with
+all outputs, float64 at sm_80's 128 registers of 8 warps.)
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@ kernel's arithmetic checked against the cases on a machine without a GPU.
 Runs ``python -m conformance`` in a process where Triton's interpreter
 (``TRITON_INTERPRET=1``) runs :mod:`smoothmax._cuda`'s kernel, and where the
 ``torch`` backend's CPU tensors take that kernel wherever a CUDA tensor would
-(no weights, ``t > 0``, ``lse``/``q``/``log_q``, slices up to 65 536), with
+(no weights, ``t > 0``, ``lse``/``q``/``log_q``, slices up to 65 536 and longer rows), with
 nothing refined after it. With ``--hardware-fma`` the kernel's GPU branch
 (TwoProduct as ``fma(a, b, -p)``) runs, the interpreter's ``fma`` made exact as
 the GPU's; with ``--segments`` every row is split into segments of 64 entries,
 as rows longer than 65 536 are (three launches), and columns of more than one
-entry keep the kernel for columns. Slow (the interpreter runs each program in NumPy): pick cases, e.g.
+entry keep the kernel for columns. Slow (the interpreter runs each program in
+NumPy): pick cases, e.g.
 
     python -m conformance.triton_interpreter --backend torch --case "softmax/*" --quiet
 

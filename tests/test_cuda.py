@@ -16,6 +16,7 @@ this path, stay on the device and keep the gradient of ``logsumexp`` bitwise
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 
@@ -264,6 +265,42 @@ def test_segment_plans_cover_each_row_once(rows, n, extended):
     assert lse_alone.grid == (rows, 1, 1)  # a program a row
 
 
+def test_run_keeps_compiled_kernels_by_what_triton_specializes(monkeypatch):
+    # _run's direct launches (GPU only) on stand-ins for a JITFunction and its
+    # CompiledKernel: the first launch of a kind goes through function[grid]
+    # with the constants by name, the next through the kept kernel with them in order
+    calls = []
+
+    class Compiled:
+        def __getitem__(self, grid):
+            return lambda *arguments: calls.append(("kept", grid, arguments))
+
+    class Function:
+        def __getitem__(self, grid):
+            return lambda *arguments, **named: calls.append(("jit", grid, arguments, named)) or Compiled()
+
+    class Tensor:
+        def __init__(self, address):
+            self.address, self.device, self.dtype = address, torch.device("cpu"), torch.float32
+
+        def data_ptr(self):
+            return self.address
+
+    monkeypatch.setattr(_cuda, "_INTERPRETED", False)
+    monkeypatch.setattr(_cuda, "_COMPILED", {})
+    plan = _cuda._launch(Function(), (3, 1, 1), (7, 32, 0.5), {"A": 1, "B": True}, {"num_warps": 4})
+    aligned, misaligned = Tensor(64), Tensor(68)
+    _cuda._run(plan, (aligned,))
+    _cuda._run(plan, (Tensor(128),))  # the same specialization
+    _cuda._run(plan, (misaligned,))  # another one: compiled apart
+    assert calls == [
+        ("jit", (3, 1, 1), (aligned, 7, 32, 0.5), {"A": 1, "B": True, "num_warps": 4}),
+        ("kept", (3, 1, 1), (calls[1][2][0], 7, 32, 0.5, 1, True)),
+        ("jit", (3, 1, 1), (misaligned, 7, 32, 0.5), {"A": 1, "B": True, "num_warps": 4}),
+    ]
+    assert len(_cuda._COMPILED) == 2
+
+
 def test_the_kernels_compile_for_gpus_without_one():
     # Triton's compiler (PTX, then ptxas's cubin for sm_90) on every branch: the
     # interpreter above runs the Python code but compiles nothing
@@ -316,17 +353,17 @@ def test_public_functions_take_the_kernel_on_cuda(monkeypatch, dtype, shape, axi
 def test_compiled_kernels_launched_again_give_the_same_values(monkeypatch, dtype):
     # lengths and addresses that do and do not meet Triton's specializations
     # (multiples of 16, 16-byte alignment), each launched through JITFunction.run
-    # and through the kept compiled kernel
+    # and through the kept compiled kernel; in one program a row and in segments
     base = torch.randn(4 * 1037, dtype=dtype, device="cuda") * 3
     for n in (16, 17, 32, 1000, 1024):
         for offset in (0, 1, 2, 4):
             x = base[offset : offset + 4 * n].view(4, n)
-            for outputs in (("lse",), ("lse", "q"), ("log_q",)):
+            for outputs, segment_length in itertools.product((("lse",), ("lse", "q"), ("log_q",)), (None, 256)):
                 monkeypatch.setattr(_cuda, "FAST_LAUNCH", False)
-                fresh = _cuda.launch(x, 1, 1.0, outputs)
+                fresh = _cuda.launch(x, 1, 1.0, outputs, segment_length=segment_length)
                 monkeypatch.setattr(_cuda, "FAST_LAUNCH", True)
-                first = _cuda.launch(x, 1, 1.0, outputs)
-                again = _cuda.launch(x, 1, 1.0, outputs)
+                first = _cuda.launch(x, 1, 1.0, outputs, segment_length=segment_length)
+                again = _cuda.launch(x, 1, 1.0, outputs, segment_length=segment_length)
                 for values in zip(fresh, first, again):
                     assert torch.equal(values[0], values[1]) and torch.equal(values[0], values[2])
     assert _cuda._COMPILED

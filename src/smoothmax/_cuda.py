@@ -613,6 +613,19 @@ class Launch(NamedTuple):
     scalars: tuple[Any, ...]
     constants: dict[str, Any]
     options: dict[str, Any]
+    #: What Triton specializes on, of all this (:func:`_run`), made once.
+    key: tuple[Any, ...]
+
+
+def _launch(function: Any, grid: tuple[int, int, int], scalars: tuple[Any, ...], constants: dict[str, Any],
+            options: dict[str, Any]) -> Launch:
+    key = (
+        function,
+        tuple(constants.values()),
+        tuple(options.values()),
+        tuple((value == 1, value % 16 == 0) for value in scalars if isinstance(value, int)),
+    )
+    return Launch(function, grid, scalars, constants, options, key)
 
 
 def _run(plan: Launch, tensors: tuple[Any, ...]) -> None:
@@ -630,12 +643,9 @@ def _run(plan: Launch, tensors: tuple[Any, ...]) -> None:
         plan.function[plan.grid](*arguments, **plan.constants, **plan.options)
         return
     key = (
-        plan.function,
+        plan.key,
         tensors[0].device.index,
         tensors[0].dtype,
-        tuple(plan.constants.values()),
-        tuple(plan.options.values()),
-        tuple((value == 1, value % 16 == 0) for value in plan.scalars if isinstance(value, int)),
         tuple(tensor.data_ptr() % 16 == 0 for tensor in tensors),
     )
     compiled = _COMPILED.get(key)
@@ -658,7 +668,22 @@ def plan_slices(
 ) -> Launch:
     """The launch of :func:`_slices_kernel` for an input of ``shape`` (float64
     where ``extended``, else float32) along ``axis``; ``tile`` and ``num_warps``
-    as in :func:`launch`."""
+    as in :func:`launch`. Kept for the next call of the same kind: small calls
+    are bound by what a launch costs on the host."""
+    return _plan_slices(tuple(shape), axis, extended, temperature, outputs, tile, num_warps, not _INTERPRETED)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_slices(
+    shape: tuple[int, ...],
+    axis: int,
+    extended: bool,
+    temperature: float,
+    outputs: tuple[str, ...],
+    tile: int | None,
+    num_warps: int | None,
+    hardware_fma: bool,
+) -> Launch:
     n = shape[axis]
     inner = math.prod(shape[axis + 1 :])
     outer = math.prod(shape[:axis])
@@ -681,15 +706,15 @@ def plan_slices(
         "BLOCK_S": block_s,
         "BLOCK_N": block_n,
         "ONE_CHUNK": n <= block_n,
-        **_arithmetic(temperature, extended),
+        **_arithmetic(temperature, extended, hardware_fma),
         **_wanted(outputs),
     }
     scalars = (outer, n, inner, inner_blocks, *_float32_parts(temperature))
-    return Launch(_slices_kernel, (programs, 1, 1), scalars, constants, _options(num_warps or warps, extended))
+    return _launch(_slices_kernel, (programs, 1, 1), scalars, constants, _options(num_warps or warps, extended))
 
 
-def _arithmetic(temperature: float, extended: bool) -> dict[str, bool]:
-    return {"TEMPERED": temperature != 1.0, "EXTENDED": extended, "HARDWARE_FMA": not _INTERPRETED}
+def _arithmetic(temperature: float, extended: bool, hardware_fma: bool) -> dict[str, bool]:
+    return {"TEMPERED": temperature != 1.0, "EXTENDED": extended, "HARDWARE_FMA": hardware_fma}
 
 
 def _wanted(outputs: tuple[str, ...]) -> dict[str, bool]:
@@ -737,14 +762,14 @@ def plan_segments(
     # 8 warps from chunks of 2048: at 4 the compiler spills (cuobjdump of sm_90
     # cubins, conformance.triton_compile); not yet timed on a GPU
     options = _options(8 if block_n >= 2048 else max(1, block_n // 256), extended)
-    arithmetic = _arithmetic(temperature, extended)
+    arithmetic = _arithmetic(temperature, extended, not _INTERPRETED)
     reduced = {"BLOCK_SEGMENTS": _power_of_two_at_least(segments), "BLOCK_N": block_n, **arithmetic}
     parts = _float32_parts(temperature)
     full_size = "q" in outputs or "log_q" in outputs
     return (
-        Launch(_segment_maxima_kernel, (programs, 1, 1), (n, segment_length, segments), {"BLOCK_N": block_n}, options),
-        Launch(_segment_sums_kernel, (programs, 1, 1), (n, segment_length, segments, *parts), reduced, options),
-        Launch(
+        _launch(_segment_maxima_kernel, (programs, 1, 1), (n, segment_length, segments), {"BLOCK_N": block_n}, options),
+        _launch(_segment_sums_kernel, (programs, 1, 1), (n, segment_length, segments, *parts), reduced, options),
+        _launch(
             _segment_outputs_kernel,
             (programs if full_size else rows, 1, 1),
             (n, segment_length, segments, *parts),
