@@ -43,22 +43,27 @@ ALL_OUTPUTS = ("lse", "q", "log_q")
 INF = math.inf
 NAN = math.nan
 
-#: (shape, axis, tile): rows in one chunk, several rows a program, rows in
-#: chunks, columns in one chunk and in chunks, a 3-d middle axis; tile None:
-#: the blocks :func:`launch` chooses itself.
+#: (shape, axis, tile, segment_length): rows in one chunk, several rows a
+#: program, rows in chunks, columns in one chunk and in chunks, a 3-d middle
+#: axis; tile None: the blocks :func:`launch` chooses itself.
 LAYOUTS = [
-    ((16,), 0, 4096),
-    ((1000,), 0, 256),
-    ((3, 1000), 1, None),
-    ((2, 3000), 1, None),
-    ((300, 3), 0, None),
-    ((6, 37), 1, 4096),
-    ((6, 37), 1, 16),
-    ((37, 20), 0, 4096),
-    ((37, 20), 0, 64),
-    ((3, 37, 5), 1, 64),
-    ((3, 5, 37), 2, 32),
+    ((16,), 0, 4096, None),
+    ((1000,), 0, 256, None),
+    ((3, 1000), 1, None, None),
+    ((2, 3000), 1, None, None),
+    ((300, 3), 0, None, None),
+    ((6, 37), 1, 4096, None),
+    ((6, 37), 1, 16, None),
+    ((37, 20), 0, 4096, None),
+    ((37, 20), 0, 64, None),
+    ((3, 37, 5), 1, 64, None),
+    ((3, 5, 37), 2, 32, None),
 ]
+
+#: Rows split into segments (as rows longer than LONGEST_SLICE are, three
+#: launches): several chunks a segment, one chunk a segment, a last segment
+#: shorter than the others, one row and several.
+SEGMENTED = [((3, 1000), 1, 64, 256), ((1, 1000), 1, 32, 32), ((2, 700), 1, 64, 128)]
 
 
 def _ulps(actual, expected) -> float:
@@ -72,16 +77,16 @@ def _ulps(actual, expected) -> float:
     return float(np.nanmax(np.where(np.isnan(distance), np.inf, distance))) if distance.size else 0.0
 
 
-@pytest.mark.parametrize("shape,axis,tile", LAYOUTS)
+@pytest.mark.parametrize("shape,axis,tile,segment_length", LAYOUTS + SEGMENTED)
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
-def test_float32_is_the_float64_value_rounded(shape, axis, tile, temperature):
+def test_float32_is_the_float64_value_rounded(shape, axis, tile, segment_length, temperature):
     generator = torch.Generator().manual_seed(hash((shape, axis, tile)) % 2**31)
     x = (torch.randn(shape, generator=generator, dtype=torch.float64) * 4).float()
     x.view(-1)[1] = -INF  # an absent entry
-    got = _cuda.launch(x.to(DEVICE), axis, temperature, ALL_OUTPUTS, tile=tile)
+    got = _cuda.launch(x.to(DEVICE), axis, temperature, ALL_OUTPUTS, tile=tile, segment_length=segment_length)
     wide = _kernel.kernel(xp, x.double(), None, axis, temperature, ALL_OUTPUTS)
     for name, value, reference in zip(ALL_OUTPUTS, got, wide):
-        assert value.dtype == torch.float32 and value.device.type == DEVICE
+        assert value.dtype == torch.float32 and value.device.type == DEVICE and value.shape == reference.shape
         # one rounding of a value good to ~1e-15: within half an ulp but for ties
         assert _ulps(value, reference.float()) <= (0.0 if not ON_GPU else 1.0), name
 
@@ -125,14 +130,14 @@ def fma(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     return request.param
 
 
-@pytest.mark.parametrize("shape,axis,tile", LAYOUTS)
+@pytest.mark.parametrize("shape,axis,tile,segment_length", LAYOUTS + SEGMENTED[2:])
 @pytest.mark.parametrize("temperature", [1.0, 0.1])
-def test_float64_is_within_one_ulp(shape, axis, tile, temperature, fma):
+def test_float64_is_within_one_ulp(shape, axis, tile, segment_length, temperature, fma):
     # float64 input runs in two-part arithmetic with its own exp: one rounding
     # at the end (the generic kernel's q errs by ~|x - m| u, up to 15 ulp here)
     generator = torch.Generator().manual_seed(7 + hash((shape, axis, tile)) % 2**31)
     x = torch.randn(shape, generator=generator, dtype=torch.float64) * 4
-    got = _cuda.launch(x.to(DEVICE), axis, temperature, ALL_OUTPUTS, tile=tile)
+    got = _cuda.launch(x.to(DEVICE), axis, temperature, ALL_OUTPUTS, tile=tile, segment_length=segment_length)
     for name, value, reference in zip(ALL_OUTPUTS, got, _mpmath_outputs(x, axis, temperature)):
         assert _ulps(value, reference) <= 1.0, name
 
@@ -200,33 +205,6 @@ def test_the_path_declines_what_it_does_not_compute(monkeypatch):
 
 
 # -- rows split into segments (rows longer than LONGEST_SLICE): three launches --
-
-#: (rows, n, tile, segment_length): several chunks a segment, one chunk a
-#: segment, a last segment shorter than the others, one row and several.
-SEGMENTED = [(3, 1000, 64, 256), (1, 1000, 32, 32), (2, 700, 64, 128)]
-
-
-@pytest.mark.parametrize("rows,n,tile,segment_length", SEGMENTED)
-@pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_segments_float32_is_the_float64_value_rounded(rows, n, tile, segment_length, temperature):
-    generator = torch.Generator().manual_seed(rows * n + tile)
-    x = (torch.randn(rows, n, generator=generator, dtype=torch.float64) * 4).float()
-    x[0, 1] = -INF  # an absent entry
-    got = _cuda.launch(x.to(DEVICE), 1, temperature, ALL_OUTPUTS, tile=tile, segment_length=segment_length)
-    wide = _kernel.kernel(xp, x.double(), None, 1, temperature, ALL_OUTPUTS)
-    for name, value, reference in zip(ALL_OUTPUTS, got, wide):
-        assert value.dtype == torch.float32 and value.shape == reference.shape
-        assert _ulps(value, reference.float()) <= (0.0 if not ON_GPU else 1.0), name
-
-
-@pytest.mark.parametrize("rows,n,tile,segment_length", SEGMENTED[2:])
-@pytest.mark.parametrize("temperature", [1.0, 0.1])
-def test_segments_float64_is_within_one_ulp(rows, n, tile, segment_length, temperature, fma):
-    generator = torch.Generator().manual_seed(11 + rows * n + tile)
-    x = torch.randn(rows, n, generator=generator, dtype=torch.float64) * 4
-    got = _cuda.launch(x.to(DEVICE), 1, temperature, ALL_OUTPUTS, tile=tile, segment_length=segment_length)
-    for name, value, reference in zip(ALL_OUTPUTS, got, _mpmath_outputs(x, 1, temperature)):
-        assert _ulps(value, reference) <= 1.0, name
 
 
 def test_segments_give_the_values_of_one_program_a_row():

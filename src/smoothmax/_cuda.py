@@ -688,7 +688,7 @@ def _plan_slices(
     inner = math.prod(shape[axis + 1 :])
     outer = math.prod(shape[:axis])
     if inner == 1:  # rows
-        block_n = min(_power_of_two_at_least(n), tile or ROW_CHUNK["float64" if extended else "float32"])
+        block_n = _row_chunk(n, extended, tile)
         block_s = min(max(1, min(ROW_ELEMENTS, tile or ROW_ELEMENTS) // block_n), _power_of_two_at_least(outer))
         programs = -(-outer // block_s)
         inner_blocks = 1
@@ -711,6 +711,11 @@ def _plan_slices(
     }
     scalars = (outer, n, inner, inner_blocks, *_float32_parts(temperature))
     return _launch(_slices_kernel, (programs, 1, 1), scalars, constants, _options(num_warps or warps, extended))
+
+
+def _row_chunk(n: int, extended: bool, tile: int | None) -> int:
+    """Elements of a row a program holds at once (``tile`` bounds it where given)."""
+    return min(_power_of_two_at_least(n), tile or ROW_CHUNK["float64" if extended else "float32"])
 
 
 def _arithmetic(temperature: float, extended: bool, hardware_fma: bool) -> dict[str, bool]:
@@ -750,7 +755,7 @@ def plan_segments(
     segments (:func:`_segment_maxima_kernel`, :func:`_segment_sums_kernel`,
     :func:`_segment_outputs_kernel`); ``segment_length`` (a multiple of the
     chunk) and ``tile`` replace the choices below (tests make them small)."""
-    block_n = min(_power_of_two_at_least(n), tile or ROW_CHUNK["float64" if extended else "float32"])
+    block_n = _row_chunk(n, extended, tile)
     if segment_length is None:
         segments = max(1, min(_MOST_SEGMENTS, -(-_SEGMENT_PROGRAMS // rows), n // _SHORTEST_SEGMENT))
         segment_length = -(-n // segments)
@@ -818,7 +823,7 @@ def launch(
         _run(sums, (x, segment_maxima, pivots, nans, segment_sums))
         _run(outputs_step, (x, segment_maxima, pivots, nans, segment_sums) + results)
     else:
-        _run(plan_slices(tuple(x.shape), axis, extended, temperature, outputs, tile, num_warps), (x,) + results)
+        _run(plan_slices(x.shape, axis, extended, temperature, outputs, tile, num_warps), (x,) + results)
     named = {"lse": lse, "q": q, "log_q": log_q}
     return tuple(named[name] for name in outputs)
 
