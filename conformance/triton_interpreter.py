@@ -8,7 +8,7 @@ Runs ``python -m conformance`` in a process where Triton's interpreter
 nothing refined after it. With ``--hardware-fma`` the kernel's GPU branch
 (TwoProduct as ``fma(a, b, -p)``) runs, the interpreter's ``fma`` made exact as
 the GPU's; with ``--segments`` every row is split into segments of 64 entries,
-as rows longer than 65 536 are (three launches), and columns of more than one
+as rows longer than 65 536 are (two launches), and columns of more than one
 entry keep the kernel for columns. Slow (the interpreter runs each program in
 NumPy): pick cases, e.g.
 

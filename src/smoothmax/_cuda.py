@@ -23,9 +23,10 @@ generic kernel's: a NaN anywhere makes the slice NaN; ``+inf`` entries share the
 weight (the rest get 0); an all ``-inf`` slice has ``lse = -inf``, ``q = 0``.
 
 Rows longer than :data:`LONGEST_SLICE` are split into segments, a program
-each, in three launches (the same passes, each over a segment; every program
-reduces its row's segment results itself): a single long row keeps the whole
-GPU busy, not one multiprocessor.
+each, in two launches (each segment's maximum and sum shifted by it, its own
+pivot left out; then the row's, every program reducing its row's segment
+results itself, and the outputs): a single long row keeps the whole GPU busy,
+not one multiprocessor.
 
 Only plain contiguous float32/float64 CUDA tensors (NVIDIA: ROCm builds keep
 the generic kernel, see ``_fastpaths._cuda_module``), ``t > 0``, the outputs
@@ -471,13 +472,17 @@ def _slices_kernel(
 
 
 # Rows longer than LONGEST_SLICE: each row split into segments, one program a
-# segment, in three launches (the passes above, each over a segment):
-# 1. each segment's maximum, pivot and NaN flag;
-# 2. each segment's sum without the row's pivot, from the row's maximum and
-#    pivot (every program reduces the row's segment maxima itself);
-# 3. the row's sum (every program reduces the partial sums itself, in the same
-#    order: the same value in each), lse (the first segment's program) and the
-#    segment's q / log_q.
+# segment, in two launches (the passes above, each over a segment):
+# 1. each segment's maximum m_s (NaN where a NaN was seen) and the sum of its
+#    terms shifted by its own maximum, its own pivot left out: rest_s;
+# 2. the row's maximum m and the sum without the row's pivot (every program
+#    reduces the row's segment results itself, in the same order: the same
+#    value in each): rest_s of the first segment holding m, plus
+#    (1 + rest_s) exp((m_s - m) / t) of every other; then lse (the first
+#    segment's program) and the segment's q / log_q.
+# The row is read once to sum it (a segment's second pass hits the cache), and
+# a long row costs two launches and one scratch tensor (each ~5-20 us of host
+# time on an H200, where a 10M-element lse takes ~45 us on the GPU).
 
 
 @triton.jit
@@ -494,51 +499,60 @@ def _segment(program, n, segment_length, segments):
 
 
 @triton.jit
-def _row_maximum(maxima_ptr, pivots_ptr, nans_ptr, row, segments, BLOCK_SEGMENTS: tl.constexpr):
-    """The row's maximum, pivot and NaN flag (shape ``[1]``) from its segments'
-    (:func:`_segment_maxima_kernel`): the first segment holding the maximum gives the pivot."""
-    index = tl.arange(0, BLOCK_SEGMENTS)
-    valid = index < segments
-    at = row.to(tl.int64) * segments + index
-    maxima = tl.load(maxima_ptr + at, mask=valid, other=float("-inf"))[None, :]
-    pivots = tl.load(pivots_ptr + at, mask=valid, other=0)[None, :]
-    nans = tl.load(nans_ptr + at, mask=valid, other=0)[None, :]
-    best = tl.argmax(maxima, 1)  # the first on ties
-    pivot = tl.sum(tl.where(index[None, :] == best[:, None], pivots, 0), 1)
-    return tl.max(maxima, 1), pivot, tl.max(nans, 1)
-
-
-@triton.jit
-def _segment_maxima_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, n, segment_length, segments,
-                           BLOCK_N: tl.constexpr):
+def _segment_sums_kernel(x_ptr, sums_ptr, n, segment_length, segments,
+                         temperature_1, temperature_2, temperature_3,
+                         BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
+                         EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
+    """A program a segment: ``(m_s, rest_high, rest_low)`` into ``sums`` (float64)."""
     program = tl.program_id(0)
     row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
     maximum, pivot, nan_seen = _maximum_and_pivot(x_ptr, first, start, stop, 1, valid, 1, BLOCK_N)
-    at = program + tl.arange(0, 1)
-    tl.store(maxima_ptr + at, maximum)
-    tl.store(pivots_ptr + at, pivot)
-    tl.store(nans_ptr + at, nan_seen)
-
-
-@triton.jit
-def _segment_sums_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, sums_ptr, n, segment_length, segments,
-                         temperature_1, temperature_2, temperature_3,
-                         BLOCK_SEGMENTS: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
-                         EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
-    program = tl.program_id(0)
-    row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
-    maximum, pivot, nan_seen = _row_maximum(maxima_ptr, pivots_ptr, nans_ptr, row, segments, BLOCK_SEGMENTS)
     maximum, infinite_maximum, shift = _shift_of(maximum, nan_seen)
     temperature = _temperature(temperature_1, temperature_2, temperature_3, 1)
     rest_high, rest_low = _sum_without_pivot(x_ptr, first, start, stop, 1, valid, pivot, shift, infinite_maximum,
                                              temperature, 1, BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA)
-    at = 2 * (program + tl.arange(0, 1)).to(tl.int64)
-    tl.store(sums_ptr + at, rest_high)
-    tl.store(sums_ptr + at + 1, rest_low)
+    at = 3 * (program + tl.arange(0, 1)).to(tl.int64)
+    tl.store(sums_ptr + at, maximum)
+    tl.store(sums_ptr + at + 1, rest_high)
+    tl.store(sums_ptr + at + 2, rest_low)
 
 
 @triton.jit
-def _segment_outputs_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, sums_ptr, lse_ptr, q_ptr, log_q_ptr,
+def _row_sum(sums_ptr, row, segments, temperature, BLOCK_SEGMENTS: tl.constexpr, TEMPERED: tl.constexpr,
+             EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
+    """The row's ``(maximum, infinite_maximum, shift)`` (as :func:`_shift_of`'s)
+    and its sum without the pivot as ``(high, low)``, from its segments'
+    (:func:`_segment_sums_kernel`). Every other segment's ``1 + rest_s`` is
+    scaled by ``exp((m_s - m) / t)``, the shift of its maximum computed as the
+    entries' (:func:`_shifted`: ``+inf`` maxima and absent segments too)."""
+    index = tl.arange(0, BLOCK_SEGMENTS)
+    valid = index < segments
+    at = 3 * (row.to(tl.int64) * segments + index)
+    maxima = tl.load(sums_ptr + at, mask=valid, other=float("-inf"))[None, :]
+    rest_high = tl.load(sums_ptr + at + 1, mask=valid, other=0.0)[None, :]
+    rest_low = tl.load(sums_ptr + at + 2, mask=valid, other=0.0)[None, :]
+    ordered = _without_nan(maxima)
+    best = tl.argmax(ordered, 1)  # the first on ties: it holds the row's pivot
+    nan_seen = tl.max((maxima != maxima).to(tl.int32), 1)
+    maximum, infinite_maximum, shift = _shift_of(tl.max(ordered, 1), nan_seen)
+    shifted_high, shifted_low = _shifted(maxima, shift, infinite_maximum, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
+    scale_high, scale_low = _terms(shifted_high, shifted_low, EXTENDED)
+    is_best = index[None, :] == best[:, None]
+    if EXTENDED:
+        whole_high, whole_low = _two_sum(1.0, rest_high)
+        whole_low = whole_low + rest_low
+        scaled_high, scaled_low = _two_product(whole_high, scale_high, HARDWARE_FMA)
+        scaled_low = scaled_low + (whole_high * scale_low + whole_low * scale_high)
+        total_high, total_low = tl.reduce((tl.where(is_best, rest_high, scaled_high),
+                                           tl.where(is_best, rest_low, scaled_low)), 1, _add_two_sums)
+    else:
+        total_high = tl.sum(tl.where(is_best, rest_high, (1.0 + rest_high) * scale_high), 1)
+        total_low = tl.zeros_like(total_high)
+    return maximum, infinite_maximum, shift, total_high, total_low
+
+
+@triton.jit
+def _segment_outputs_kernel(x_ptr, sums_ptr, lse_ptr, q_ptr, log_q_ptr,
                             n, segment_length, segments, temperature_1, temperature_2, temperature_3,
                             BLOCK_SEGMENTS: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
                             EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr,
@@ -548,18 +562,10 @@ def _segment_outputs_kernel(x_ptr, maxima_ptr, pivots_ptr, nans_ptr, sums_ptr, l
     if not (WANT_Q or WANT_LOG_Q):
         program = program * segments
     row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
-    maximum, pivot, nan_seen = _row_maximum(maxima_ptr, pivots_ptr, nans_ptr, row, segments, BLOCK_SEGMENTS)
-    maximum, infinite_maximum, shift = _shift_of(maximum, nan_seen)
     temperature = _temperature(temperature_1, temperature_2, temperature_3, 1)
-    index = tl.arange(0, BLOCK_SEGMENTS)
-    at = 2 * (row.to(tl.int64) * segments + index)
-    highs = tl.load(sums_ptr + at, mask=index < segments, other=0.0)[None, :]
-    if EXTENDED:
-        lows = tl.load(sums_ptr + at + 1, mask=index < segments, other=0.0)[None, :]
-        rest_high, rest_low = tl.reduce((highs, lows), 1, _add_two_sums)
-    else:
-        rest_high = tl.sum(highs, 1)
-        rest_low = tl.zeros_like(rest_high)
+    maximum, infinite_maximum, shift, rest_high, rest_low = _row_sum(
+        sums_ptr, row, segments, temperature, BLOCK_SEGMENTS, TEMPERED, EXTENDED, HARDWARE_FMA
+    )
     log_sum_high, log_sum_low = _log_sum(rest_high, rest_low, EXTENDED)
     if WANT_LSE:
         lse = _lse(maximum, log_sum_high, log_sum_low, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
@@ -733,9 +739,13 @@ def _options(num_warps: int, extended: bool) -> dict[str, Any]:
 
 #: Rows split into segments (:func:`plan_segments`): about this many programs
 #: in all, segments of at least ``_SHORTEST_SEGMENT`` elements, at most
-#: ``_MOST_SEGMENTS`` a row (each program reads all of its row's segment results).
+#: ``_MOST_SEGMENTS`` a row (each program reads all of its row's segment
+#: results). From a sweep on an H200 (``benchmarks.cuda_segments``, 10M
+#: elements, 130-1024 segments, 4-16 warps): float64 ``lse`` 125 -> 104 us and
+#: ``q`` 216 -> 186 us at ~1000 segments of 10 240 rather than ~540 of 18 432;
+#: float32 the same from 245 to 814 segments (bound by the host's launches).
 _SEGMENT_PROGRAMS = 1024
-_SHORTEST_SEGMENT = 1 << 14
+_SHORTEST_SEGMENT = 1 << 13
 _MOST_SEGMENTS = 1024
 
 #: Longest row the segments take: positions are 32-bit, a chunk past the end included.
@@ -750,11 +760,30 @@ def plan_segments(
     outputs: tuple[str, ...],
     segment_length: int | None = None,
     tile: int | None = None,
-) -> tuple[Launch, Launch, Launch]:
-    """The three launches that reduce ``rows`` rows of ``n`` elements split into
-    segments (:func:`_segment_maxima_kernel`, :func:`_segment_sums_kernel`,
-    :func:`_segment_outputs_kernel`); ``segment_length`` (a multiple of the
-    chunk) and ``tile`` replace the choices below (tests make them small)."""
+    num_warps: int | None = None,
+) -> tuple[Launch, Launch]:
+    """The two launches that reduce ``rows`` rows of ``n`` elements split into
+    segments (:func:`_segment_sums_kernel`, :func:`_segment_outputs_kernel`);
+    ``segment_length`` (rounded up to a
+    multiple of the chunk), ``tile`` and ``num_warps`` replace the choices below
+    (tests make the first two small, ``benchmarks.cuda_segments`` varies them).
+    Kept for the next call of the same kind, as :func:`plan_slices`'s."""
+    return _plan_segments(rows, n, extended, temperature, tuple(outputs), segment_length, tile, num_warps,
+                          not _INTERPRETED)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_segments(
+    rows: int,
+    n: int,
+    extended: bool,
+    temperature: float,
+    outputs: tuple[str, ...],
+    segment_length: int | None,
+    tile: int | None,
+    num_warps: int | None,
+    hardware_fma: bool,
+) -> tuple[Launch, Launch]:
     block_n = _row_chunk(n, extended, tile)
     if segment_length is None:
         segments = max(1, min(_MOST_SEGMENTS, -(-_SEGMENT_PROGRAMS // rows), n // _SHORTEST_SEGMENT))
@@ -764,21 +793,20 @@ def plan_segments(
     if segments > _MOST_SEGMENTS:
         raise ValueError(f"segment_length={segment_length} splits rows of {n} into more than {_MOST_SEGMENTS} segments")
     programs = rows * segments
-    # 8 warps from chunks of 2048: at 4 the compiler spills (cuobjdump of sm_90
-    # cubins, conformance.triton_compile); not yet timed on a GPU
-    options = _options(8 if block_n >= 2048 else max(1, block_n // 256), extended)
-    arithmetic = _arithmetic(temperature, extended, not _INTERPRETED)
-    reduced = {"BLOCK_SEGMENTS": _power_of_two_at_least(segments), "BLOCK_N": block_n, **arithmetic}
+    # 8 warps from chunks of 2048: at 4 the compiler spilled (cuobjdump of sm_90
+    # cubins, conformance.triton_compile)
+    options = _options(num_warps or (8 if block_n >= 2048 else max(1, block_n // 256)), extended)
+    arithmetic = _arithmetic(temperature, extended, hardware_fma)
     parts = _float32_parts(temperature)
     full_size = "q" in outputs or "log_q" in outputs
     return (
-        _launch(_segment_maxima_kernel, (programs, 1, 1), (n, segment_length, segments), {"BLOCK_N": block_n}, options),
-        _launch(_segment_sums_kernel, (programs, 1, 1), (n, segment_length, segments, *parts), reduced, options),
+        _launch(_segment_sums_kernel, (programs, 1, 1), (n, segment_length, segments, *parts),
+                {"BLOCK_N": block_n, **arithmetic}, options),
         _launch(
             _segment_outputs_kernel,
             (programs if full_size else rows, 1, 1),
             (n, segment_length, segments, *parts),
-            {**reduced, **_wanted(outputs)},
+            {"BLOCK_SEGMENTS": _power_of_two_at_least(segments), "BLOCK_N": block_n, **arithmetic, **_wanted(outputs)},
             options,
         ),
     )
@@ -800,8 +828,8 @@ def launch(
     split into segments (:func:`plan_segments`), other slices one program a
     block of them (:func:`plan_slices`). ``tile`` (a power of two), where given,
     bounds the elements a program holds at once (tests make it small to run the
-    chunked loops), and ``num_warps`` replaces the choice of
-    :func:`plan_slices` (a tuning run varies both)."""
+    chunked loops), and ``num_warps`` replaces the plans' choice (a
+    tuning run varies it, and ``segment_length``)."""
     import torch
 
     extended = x.dtype == torch.float64
@@ -813,15 +841,10 @@ def launch(
     # unused pointers: any tensor
     results = tuple(x if value is None else value for value in (lse, q, log_q))
     if math.prod(x.shape[axis + 1 :]) == 1 and (n > LONGEST_SLICE or segment_length is not None):
-        maxima, sums, outputs_step = plan_segments(rows, n, extended, temperature, outputs, segment_length, tile)
-        programs = maxima.grid[0]
-        segment_maxima = torch.empty(programs, dtype=x.dtype, device=x.device)
-        pivots = torch.empty(programs, dtype=torch.int32, device=x.device)
-        nans = torch.empty(programs, dtype=torch.int32, device=x.device)
-        segment_sums = torch.empty((programs, 2), dtype=torch.float64, device=x.device)
-        _run(maxima, (x, segment_maxima, pivots, nans))
-        _run(sums, (x, segment_maxima, pivots, nans, segment_sums))
-        _run(outputs_step, (x, segment_maxima, pivots, nans, segment_sums) + results)
+        sums, outputs_step = plan_segments(rows, n, extended, temperature, outputs, segment_length, tile, num_warps)
+        segment_sums = torch.empty((sums.grid[0], 3), dtype=torch.float64, device=x.device)
+        _run(sums, (x, segment_sums))
+        _run(outputs_step, (x, segment_sums) + results)
     else:
         _run(plan_slices(x.shape, axis, extended, temperature, outputs, tile, num_warps), (x,) + results)
     named = {"lse": lse, "q": q, "log_q": log_q}
