@@ -17,6 +17,7 @@ this path, stay on the device and keep the gradient of ``logsumexp`` bitwise
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 
@@ -277,6 +278,19 @@ def test_run_keeps_compiled_kernels_by_what_triton_specializes(monkeypatch):
         ("jit", (3, 1, 1), (misaligned, 7, 32, 0.5), {"A": 1, "B": True, "num_warps": 4}),
     ]
     assert len(_cuda._COMPILED) == 2
+
+
+def test_segment_sweep_runs(tmp_path):
+    # benchmarks.cuda_segments (a tuning run on a GPU), here a dry run: the
+    # rows through the segments and through launch's own choice, against torch
+    from benchmarks import cuda_segments
+
+    output = tmp_path / "sweep.json"
+    rows = cuda_segments.main(["--shape", "2,300", "--dtype", "float32", "--segments", "0,3", "--warps", "0",
+                               "--outputs", "lse", "--repeat", "1", "--min-time", "0", "--output", str(output)])
+    assert [row["segments"] for row in rows] == [0, 1]  # 3 segments of 100: one of a whole chunk
+    assert all(row["peer"] == "torch.logsumexp" and row["ratio_median"] > 0 for row in rows)
+    assert json.loads(output.read_text()) == rows
 
 
 def test_the_kernels_compile_for_gpus_without_one():
