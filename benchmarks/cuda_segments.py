@@ -35,7 +35,7 @@ def _integers(text: str) -> list[int]:
     return [int(value) for value in text.split(",")]
 
 
-def configurations(n: int, rows: int, segments: list[int], warps: list[int]) -> list[tuple[int | None, int | None]]:
+def configurations(n: int, segments: list[int], warps: list[int]) -> list[tuple[int | None, int | None]]:
     """``(segment_length, num_warps)`` pairs; None: the plan's own choice."""
     lengths = [None if count == 0 else -(-n // count) for count in segments]
     return [(length, warp or None) for length in lengths for warp in warps]
@@ -52,12 +52,11 @@ def sweep(shape: tuple[int, ...], dtype: str, outputs: list[str], segments: list
     sync = torch.cuda.synchronize if device == "cuda" else None
     x = torch.from_numpy(_input(shape, dtype)).to(device)
     n = shape[-1]
-    rows = x.numel() // n
     results = []
     for output in outputs:
         peer = getattr(torch, PEERS[output])
         callables = {f"torch.{PEERS[output]}": lambda peer=peer: peer(x, -1)}
-        for length, warp in configurations(n, rows, segments, warps):
+        for length, warp in configurations(n, segments, warps):
             def ours(length=length, warp=warp, output=output):
                 return _cuda.launch(x, x.ndim - 1, 1.0, (output,), num_warps=warp, segment_length=length)
 
@@ -79,7 +78,7 @@ def sweep(shape: tuple[int, ...], dtype: str, outputs: list[str], segments: list
         peer_name = order[0]
         for name in order[1:]:
             length, warp = name
-            plan = _cuda.plan_segments(rows, n, x.dtype == torch.float64, 1.0, (output,), length, None, warp)
+            plan = _cuda.plan_segments(x.shape, x.ndim - 1, x.dtype == torch.float64, 1.0, (output,), length, None, warp)
             split = length is not None or n > _cuda.LONGEST_SLICE  # else launch takes one program a row
             ratios = [a / b for a, b in zip(times[name], times[peer_name])]
             q1, median, q3 = _quartiles(ratios)
@@ -89,8 +88,8 @@ def sweep(shape: tuple[int, ...], dtype: str, outputs: list[str], segments: list
                     "dtype": dtype,
                     "output": output,
                     "peer": peer_name,
-                    "segments": plan[0].grid[0] // rows if split else 0,
-                    "segment_length": plan[0].scalars[1] if split else n,
+                    "segments": plan[0].scalars[4] if split else 0,
+                    "segment_length": plan[0].scalars[3] if split else n,
                     "num_warps": plan[0].options["num_warps"],
                     "default_segments": length is None,
                     "default_warps": warp is None,

@@ -4,12 +4,11 @@ kernel's arithmetic checked against the cases on a machine without a GPU.
 Runs ``python -m conformance`` in a process where Triton's interpreter
 (``TRITON_INTERPRET=1``) runs :mod:`smoothmax._cuda`'s kernel, and where the
 ``torch`` backend's CPU tensors take that kernel wherever a CUDA tensor would
-(no weights, ``t > 0``, ``lse``/``q``/``log_q``, slices up to 65 536 and longer rows), with
-nothing refined after it. With ``--hardware-fma`` the kernel's GPU branch
-(TwoProduct as ``fma(a, b, -p)``) runs, the interpreter's ``fma`` made exact as
-the GPU's; with ``--segments`` every row is split into segments of 64 entries,
-as rows longer than 65 536 are (two launches), and columns of more than one
-entry keep the kernel for columns. Slow (the interpreter runs each program in
+(no weights, ``t > 0``, ``lse``/``q``/``log_q``), with nothing refined after it.
+With ``--hardware-fma`` the kernel's GPU branch (TwoProduct as ``fma(a, b, -p)``)
+runs, the interpreter's ``fma`` made exact as the GPU's; with ``--segments``
+every slice is split into segments (rows of 64 entries; columns 256 entries a
+block), as slices longer than 65 536 are (two launches). Slow (the interpreter runs each program in
 NumPy): pick cases, e.g.
 
     python -m conformance.triton_interpreter --backend torch --case "softmax/*" --quiet
@@ -85,10 +84,12 @@ def main(argv: list[str]) -> int:
         argv = [argument for argument in argv if argument != "--segments"]
         from smoothmax import _cuda
 
-        # every row split into segments of 64 (chunks of 64): the long rows' launches
+        # every slice split into segments (rows in chunks of 64, columns of 256
+        # elements a block): the long slices' launches
         _cuda.LONGEST_SLICE = 1
         _cuda._SHORTEST_SEGMENT = 1
         _cuda.ROW_CHUNK = {"float32": 64, "float64": 64}
+        _cuda.COLUMN_ELEMENTS = 256
     _route_cpu_tensors_to_the_cuda_kernel()
     from .__main__ import main as conformance_main
 

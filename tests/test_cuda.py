@@ -61,10 +61,17 @@ LAYOUTS = [
     ((3, 5, 37), 2, 32, None),
 ]
 
-#: Rows split into segments (as rows longer than LONGEST_SLICE are, three
-#: launches): several chunks a segment, one chunk a segment, a last segment
-#: shorter than the others, one row and several.
-SEGMENTED = [((3, 1000), 1, 64, 256), ((1, 1000), 1, 32, 32), ((2, 700), 1, 64, 128)]
+#: Slices split into segments (as slices longer than LONGEST_SLICE are, two
+#: launches): rows with several chunks a segment, one chunk a segment, a last
+#: segment shorter than the others, one row and several; columns (4 a block,
+#: 16 elements each at a time; 8 a block of a 3-d middle axis, 4 elements).
+SEGMENTED = [
+    ((3, 1000), 1, 64, 256),
+    ((1, 1000), 1, 32, 32),
+    ((2, 700), 1, 64, 128),
+    ((300, 3), 0, 64, 64),
+    ((3, 37, 5), 1, 32, 8),
+]
 
 
 def _ulps(actual, expected) -> float:
@@ -155,10 +162,10 @@ SPECIAL_ROWS = [
 
 
 #: (axis, tile, segment_length) of the special-value tests: rows and columns,
-#: in one chunk and in chunks of 2; and rows split into segments of 2, where the
-#: ties of [3, 3, 3, -1, 3] span three segments (the pivot is the first) and
-#: NaN and +inf sit in later segments.
-SPECIAL_LAYOUTS = [(1, 4096, None), (1, 2, None), (0, 4096, None), (0, 2, None), (1, 2, 2)]
+#: in one chunk and in chunks of 2; and rows and columns split into segments of
+#: 2, where the ties of [3, 3, 3, -1, 3] span three segments (the pivot is the
+#: first) and NaN and +inf sit in later segments.
+SPECIAL_LAYOUTS = [(1, 4096, None), (1, 2, None), (0, 4096, None), (0, 2, None), (1, 2, 2), (0, 8, 2)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -197,15 +204,16 @@ def test_the_path_declines_what_it_does_not_compute(monkeypatch):
     assert _cuda.kernel(x, 1, 1.0, ("lse", "sign")) is None
     assert _cuda.kernel(x, 1, 0.0, ("lse",)) is None
     assert _cuda.kernel(x.half(), 1, 1.0, ("lse",)) is None
-    # long slices: columns decline, rows are split into segments up to LONGEST_ROW
+    # long slices, rows and columns, are split into segments up to LONGEST_ROW
     monkeypatch.setattr(_cuda, "LONGEST_SLICE", 8)
     monkeypatch.setattr(_cuda, "LONGEST_ROW", 12)
-    assert _cuda.kernel(torch.randn(9, 2, device=DEVICE), 0, 1.0, ("lse",)) is None
+    assert _cuda.kernel(torch.randn(13, 2, device=DEVICE), 0, 1.0, ("lse",)) is None
     assert _cuda.kernel(torch.randn(2, 13, device=DEVICE), 1, 1.0, ("lse",)) is None
     assert _cuda.kernel(torch.randn(2, 12, device=DEVICE), 1, 1.0, ("lse",)) is not None
+    assert _cuda.kernel(torch.randn(12, 2, device=DEVICE), 0, 1.0, ("lse",)) is not None
 
 
-# -- rows split into segments (rows longer than LONGEST_SLICE): two launches --
+# -- slices split into segments (longer than LONGEST_SLICE): two launches --
 
 
 def test_segments_give_the_values_of_one_program_a_row():
@@ -224,24 +232,27 @@ def test_long_rows_take_the_segments(monkeypatch):
     monkeypatch.setattr(_cuda, "LONGEST_SLICE", 64)
     x = torch.randn(3, 300, dtype=torch.float32, generator=torch.Generator().manual_seed(3)) * 5
     (lse,) = _cuda.kernel(x.to(DEVICE), 1, 1.0, ("lse",))
-    assert planned and planned[0][:2] == (3, 300)
+    assert planned and planned[0][:2] == ((3, 300), 1)
     (wide,) = _kernel.kernel(xp, x.double(), None, 1, 1.0, ("lse",))
     assert _ulps(lse, wide.float()) <= (0.0 if not ON_GPU else 1.0)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 8, 1000, 100_000])
+@pytest.mark.parametrize("outer", [1, 3, 8, 1000, 100_000])
 @pytest.mark.parametrize("n", [65_537, 100_000, 1_000_000, 10_000_000, 1 << 30])
+@pytest.mark.parametrize("inner", [1, 3, 64])
 @pytest.mark.parametrize("extended", [False, True])
-def test_segment_plans_cover_each_row_once(rows, n, extended):
-    sums, outputs = _cuda.plan_segments(rows, n, extended, 1.0, ("lse", "q"))
-    length, segments = sums.scalars[1:3]
-    chunk = sums.constants["BLOCK_N"]
+def test_segment_plans_cover_each_slice_once(outer, n, inner, extended):
+    shape = (outer, n, inner)
+    sums, outputs = _cuda.plan_segments(shape, 1, extended, 1.0, ("lse", "q"))
+    inner_blocks, length, segments = sums.scalars[2:5]
+    block, chunk = sums.constants["BLOCK_S"], sums.constants["BLOCK_N"]
     assert length % chunk == 0 and (segments - 1) * length < n <= segments * length
+    assert (inner_blocks - 1) * block < inner <= inner_blocks * block
     assert segments <= _cuda._MOST_SEGMENTS
-    assert segments <= outputs.constants["BLOCK_SEGMENTS"] < 2 * segments  # each row's segment results read at once
-    assert sums.grid == outputs.grid == (rows * segments, 1, 1)
-    lse_alone = _cuda.plan_segments(rows, n, extended, 1.0, ("lse",))[1]
-    assert lse_alone.grid == (rows, 1, 1)  # a program a row
+    assert segments <= outputs.constants["BLOCK_SEGMENTS"] < 2 * segments  # each slice's segment results read at once
+    assert sums.grid == outputs.grid == (outer * inner_blocks * segments, 1, 1)
+    lse_alone = _cuda.plan_segments(shape, 1, extended, 1.0, ("lse",))[1]
+    assert lse_alone.grid == (outer * inner_blocks, 1, 1)  # a program a block of slices
 
 
 def test_run_keeps_compiled_kernels_by_what_triton_specializes(monkeypatch):
@@ -314,7 +325,9 @@ gpu_only = pytest.mark.skipif(not ON_GPU, reason="the public functions route CUD
 
 @gpu_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape,axis", [((16,), 0), ((64, 1000), 1), ((300, 40), 0), ((4, 8, 33), 1), ((2, 100_000), 1)])
+@pytest.mark.parametrize(
+    "shape,axis", [((16,), 0), ((64, 1000), 1), ((300, 40), 0), ((4, 8, 33), 1), ((2, 100_000), 1), ((70_000, 3), 0)]
+)
 def test_public_functions_take_the_kernel_on_cuda(monkeypatch, dtype, shape, axis):
     calls = []
     launch = _cuda.launch

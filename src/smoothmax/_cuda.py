@@ -22,16 +22,15 @@ uses CUDA's float64 ``exp`` and ``log`` (1 ulp). The special values are the
 generic kernel's: a NaN anywhere makes the slice NaN; ``+inf`` entries share the
 weight (the rest get 0); an all ``-inf`` slice has ``lse = -inf``, ``q = 0``.
 
-Rows longer than :data:`LONGEST_SLICE` are split into segments, a program
-each, in two launches (each segment's maximum and sum shifted by it, its own
-pivot left out; then the row's, every program reducing its row's segment
-results itself, and the outputs): a single long row keeps the whole GPU busy,
-not one multiprocessor.
+Slices longer than :data:`LONGEST_SLICE` (rows, and columns along an outer
+axis) are split into segments, a program each, in two launches (each
+segment's maximum and sum shifted by it, its own pivot left out; then the
+slice's, every program reducing its slice's segment results itself, and the
+outputs): a single long row keeps the whole GPU busy, not one multiprocessor.
 
 Only plain contiguous float32/float64 CUDA tensors (NVIDIA: ROCm builds keep
 the generic kernel, see ``_fastpaths._cuda_module``), ``t > 0``, the outputs
-``lse``/``q``/``log_q``, slices up to :data:`LONGEST_SLICE` and rows up to
-:data:`LONGEST_ROW` take this path (:func:`kernel` returns None elsewhere and
+``lse``/``q``/``log_q`` and slices up to :data:`LONGEST_ROW` take this path (:func:`kernel` returns None elsewhere and
 the generic kernel runs); the caller
 runs it where no gradient is recorded (the adapter's derivative rules read
 ``q``, which this kernel returns too). Triton is imported only when a CUDA
@@ -51,9 +50,9 @@ import numpy as np
 import triton
 import triton.language as tl
 
-#: Slices longer than this are not one program's: rows are split into
-#: segments (:func:`plan_segments`), columns take the generic kernel. (A single
-#: long row in one program would keep one multiprocessor busy alone.)
+#: Slices longer than this are not one program's: they are split into
+#: segments (:func:`plan_segments`). (A single long row in one program would
+#: keep one multiprocessor busy alone.)
 LONGEST_SLICE = 1 << 16
 
 #: The longest chunk of a row a program holds at once (longer rows are read in
@@ -471,68 +470,87 @@ def _slices_kernel(
                            BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA, WANT_Q, WANT_LOG_Q)
 
 
-# Rows longer than LONGEST_SLICE: each row split into segments, one program a
-# segment, in two launches (the passes above, each over a segment):
+# Slices longer than LONGEST_SLICE (rows, and columns along an outer axis):
+# each split into segments, one program a segment of a block of slices (one
+# row; BLOCK_S neighbouring columns), in two launches (the passes above, each
+# over a segment):
 # 1. each segment's maximum m_s (NaN where a NaN was seen) and the sum of its
 #    terms shifted by its own maximum, its own pivot left out: rest_s;
-# 2. the row's maximum m and the sum without the row's pivot (every program
-#    reduces the row's segment results itself, in the same order: the same
+# 2. the slice's maximum m and the sum without the slice's pivot (every program
+#    reduces the slice's segment results itself, in the same order: the same
 #    value in each): rest_s of the first segment holding m, plus
 #    (1 + rest_s) exp((m_s - m) / t) of every other; then lse (the first
 #    segment's program) and the segment's q / log_q.
-# The row is read once to sum it (a segment's second pass hits the cache), and
-# a long row costs two launches and one scratch tensor (each ~5-20 us of host
-# time on an H200, where a 10M-element lse takes ~45 us on the GPU).
+# The slice is read once to sum it (a segment's second pass hits the cache),
+# and a long slice costs two launches and one scratch tensor (each ~5-20 us of
+# host time on an H200, where a 10M-element lse takes ~40 us on the GPU).
 
 
 @triton.jit
-def _segment(program, n, segment_length, segments):
-    """The row, the segment and its positions ``[start, stop)`` of a program,
-    with the row's first element and its validity as the one slice of a block."""
-    row = program // segments
+def _segment(program, n, inner, inner_blocks, segment_length, segments, ROWS: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The segment of a program and its positions ``[start, stop)``, and its block
+    of slices as in :func:`_slices_kernel`: each slice's first element, its index
+    among the reduced outputs and its validity, and the stride along the slice."""
+    block = program // segments
     segment = program % segments
     start = segment * segment_length
     stop = tl.minimum(start + segment_length, n)
-    one = tl.arange(0, 1)
-    first = (one + row).to(tl.int64) * n
-    return row, segment, start, stop, first, one == 0
+    if ROWS:  # BLOCK_S is 1
+        index = block + tl.arange(0, BLOCK_S)
+        reduced = index.to(tl.int64)
+        first = reduced * n
+        slice_valid = index >= 0
+        element_stride = 1
+    else:
+        outer = block // inner_blocks
+        column = (block % inner_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
+        slice_valid = column < inner
+        first = outer.to(tl.int64) * n * inner + column
+        reduced = outer.to(tl.int64) * inner + column
+        element_stride = inner
+    return segment, start, stop, first, reduced, slice_valid, element_stride
 
 
 @triton.jit
-def _segment_sums_kernel(x_ptr, sums_ptr, n, segment_length, segments,
+def _segment_sums_kernel(x_ptr, sums_ptr, n, inner, inner_blocks, segment_length, segments,
                          temperature_1, temperature_2, temperature_3,
-                         BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
+                         ROWS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
                          EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
-    """A program a segment: ``(m_s, rest_high, rest_low)`` into ``sums`` (float64)."""
+    """A program a segment: each slice's ``(m_s, rest_high, rest_low)`` into
+    ``sums`` (float64, a slice's segments side by side)."""
     program = tl.program_id(0)
-    row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
-    maximum, pivot, nan_seen = _maximum_and_pivot(x_ptr, first, start, stop, 1, valid, 1, BLOCK_N)
+    segment, start, stop, first, reduced, slice_valid, element_stride = _segment(
+        program, n, inner, inner_blocks, segment_length, segments, ROWS, BLOCK_S
+    )
+    maximum, pivot, nan_seen = _maximum_and_pivot(x_ptr, first, start, stop, element_stride, slice_valid,
+                                                  BLOCK_S, BLOCK_N)
     maximum, infinite_maximum, shift = _shift_of(maximum, nan_seen)
-    temperature = _temperature(temperature_1, temperature_2, temperature_3, 1)
-    rest_high, rest_low = _sum_without_pivot(x_ptr, first, start, stop, 1, valid, pivot, shift, infinite_maximum,
-                                             temperature, 1, BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA)
-    at = 3 * (program + tl.arange(0, 1)).to(tl.int64)
-    tl.store(sums_ptr + at, maximum)
-    tl.store(sums_ptr + at + 1, rest_high)
-    tl.store(sums_ptr + at + 2, rest_low)
+    temperature = _temperature(temperature_1, temperature_2, temperature_3, BLOCK_S)
+    rest_high, rest_low = _sum_without_pivot(x_ptr, first, start, stop, element_stride, slice_valid, pivot, shift,
+                                             infinite_maximum, temperature, BLOCK_S, BLOCK_N, TEMPERED, EXTENDED,
+                                             HARDWARE_FMA)
+    at = 3 * (reduced * segments + segment)
+    tl.store(sums_ptr + at, maximum, mask=slice_valid)
+    tl.store(sums_ptr + at + 1, rest_high, mask=slice_valid)
+    tl.store(sums_ptr + at + 2, rest_low, mask=slice_valid)
 
 
 @triton.jit
-def _row_sum(sums_ptr, row, segments, temperature, BLOCK_SEGMENTS: tl.constexpr, TEMPERED: tl.constexpr,
-             EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
-    """The row's ``(maximum, infinite_maximum, shift)`` (as :func:`_shift_of`'s)
+def _slice_sum(sums_ptr, reduced, slice_valid, segments, temperature, BLOCK_SEGMENTS: tl.constexpr,
+               TEMPERED: tl.constexpr, EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
+    """Each slice's ``(maximum, infinite_maximum, shift)`` (as :func:`_shift_of`'s)
     and its sum without the pivot as ``(high, low)``, from its segments'
     (:func:`_segment_sums_kernel`). Every other segment's ``1 + rest_s`` is
     scaled by ``exp((m_s - m) / t)``, the shift of its maximum computed as the
     entries' (:func:`_shifted`: ``+inf`` maxima and absent segments too)."""
     index = tl.arange(0, BLOCK_SEGMENTS)
-    valid = index < segments
-    at = 3 * (row.to(tl.int64) * segments + index)
-    maxima = tl.load(sums_ptr + at, mask=valid, other=float("-inf"))[None, :]
-    rest_high = tl.load(sums_ptr + at + 1, mask=valid, other=0.0)[None, :]
-    rest_low = tl.load(sums_ptr + at + 2, mask=valid, other=0.0)[None, :]
+    mask = slice_valid[:, None] & (index < segments)[None, :]
+    at = 3 * (reduced[:, None] * segments + index[None, :])
+    maxima = tl.load(sums_ptr + at, mask=mask, other=float("-inf"))
+    rest_high = tl.load(sums_ptr + at + 1, mask=mask, other=0.0)
+    rest_low = tl.load(sums_ptr + at + 2, mask=mask, other=0.0)
     ordered = _without_nan(maxima)
-    best = tl.argmax(ordered, 1)  # the first on ties: it holds the row's pivot
+    best = tl.argmax(ordered, 1)  # the first on ties: it holds the slice's pivot
     nan_seen = tl.max((maxima != maxima).to(tl.int32), 1)
     maximum, infinite_maximum, shift = _shift_of(tl.max(ordered, 1), nan_seen)
     shifted_high, shifted_low = _shifted(maxima, shift, infinite_maximum, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
@@ -553,27 +571,32 @@ def _row_sum(sums_ptr, row, segments, temperature, BLOCK_SEGMENTS: tl.constexpr,
 
 @triton.jit
 def _segment_outputs_kernel(x_ptr, sums_ptr, lse_ptr, q_ptr, log_q_ptr,
-                            n, segment_length, segments, temperature_1, temperature_2, temperature_3,
-                            BLOCK_SEGMENTS: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
+                            n, inner, inner_blocks, segment_length, segments,
+                            temperature_1, temperature_2, temperature_3,
+                            ROWS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SEGMENTS: tl.constexpr,
+                            BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
                             EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr,
                             WANT_LSE: tl.constexpr, WANT_Q: tl.constexpr, WANT_LOG_Q: tl.constexpr):
-    """A program a segment where ``q`` or ``log_q`` is asked for, else a program a row."""
+    """A program a segment where ``q`` or ``log_q`` is asked for, else a program a block of slices."""
     program = tl.program_id(0)
     if not (WANT_Q or WANT_LOG_Q):
         program = program * segments
-    row, segment, start, stop, first, valid = _segment(program, n, segment_length, segments)
-    temperature = _temperature(temperature_1, temperature_2, temperature_3, 1)
-    maximum, infinite_maximum, shift, rest_high, rest_low = _row_sum(
-        sums_ptr, row, segments, temperature, BLOCK_SEGMENTS, TEMPERED, EXTENDED, HARDWARE_FMA
+    segment, start, stop, first, reduced, slice_valid, element_stride = _segment(
+        program, n, inner, inner_blocks, segment_length, segments, ROWS, BLOCK_S
+    )
+    temperature = _temperature(temperature_1, temperature_2, temperature_3, BLOCK_S)
+    maximum, infinite_maximum, shift, rest_high, rest_low = _slice_sum(
+        sums_ptr, reduced, slice_valid, segments, temperature, BLOCK_SEGMENTS, TEMPERED, EXTENDED, HARDWARE_FMA
     )
     log_sum_high, log_sum_low = _log_sum(rest_high, rest_low, EXTENDED)
     if WANT_LSE:
         lse = _lse(maximum, log_sum_high, log_sum_low, temperature, TEMPERED, EXTENDED, HARDWARE_FMA)
-        first_segment = tl.arange(0, 1) + segment == 0  # the row's lse from one program
-        tl.store(lse_ptr + row + tl.arange(0, 1), lse.to(lse_ptr.dtype.element_ty), mask=first_segment)
+        # each slice's lse from one program, its first segment's
+        first_segment = tl.zeros([BLOCK_S], tl.int32) + segment == 0
+        tl.store(lse_ptr + reduced, lse.to(lse_ptr.dtype.element_ty), mask=slice_valid & first_segment)
     if WANT_Q or WANT_LOG_Q:
         inverse_high, inverse_low = _inverse(rest_high, rest_low, HARDWARE_FMA)
-        _store_outputs(x_ptr, first, start, stop, 1, valid, shift, infinite_maximum, temperature,
+        _store_outputs(x_ptr, first, start, stop, element_stride, slice_valid, shift, infinite_maximum, temperature,
                        inverse_high, inverse_low, log_sum_high, log_sum_low, q_ptr, log_q_ptr,
                        BLOCK_N, TEMPERED, EXTENDED, HARDWARE_FMA, WANT_Q, WANT_LOG_Q)
 
@@ -699,14 +722,10 @@ def _plan_slices(
         programs = -(-outer // block_s)
         inner_blocks = 1
         warps = 4 if block_s * block_n >= 1024 else max(1, block_s * block_n // 256)
-    else:  # columns: neighbours in memory side by side, loads of 64-128 bytes
-        block_s = min(_power_of_two_at_least(inner), 32)
-        if outer * -(-inner // block_s) < _ENOUGH_PROGRAMS:
-            block_s = min(block_s, 16)
-        block_n = min(_power_of_two_at_least(n), max(1, (tile or COLUMN_ELEMENTS) // block_s))
+    else:
+        block_s, block_n, warps = _column_blocks(n, inner, outer, tile)
         inner_blocks = -(-inner // block_s)
         programs = outer * inner_blocks
-        warps = max(1, min(8, block_s * block_n // 512))
     constants = {
         "ROWS": inner == 1,
         "BLOCK_S": block_s,
@@ -717,6 +736,16 @@ def _plan_slices(
     }
     scalars = (outer, n, inner, inner_blocks, *_float32_parts(temperature))
     return _launch(_slices_kernel, (programs, 1, 1), scalars, constants, _options(num_warps or warps, extended))
+
+
+def _column_blocks(n: int, inner: int, outer: int, tile: int | None) -> tuple[int, int, int]:
+    """Columns a program takes, elements of each at once, and warps: neighbours
+    in memory side by side, loads of 64-128 bytes."""
+    block_s = min(_power_of_two_at_least(inner), 32)
+    if outer * -(-inner // block_s) < _ENOUGH_PROGRAMS:
+        block_s = min(block_s, 16)
+    block_n = min(_power_of_two_at_least(n), max(1, (tile or COLUMN_ELEMENTS) // block_s))
+    return block_s, block_n, max(1, min(8, block_s * block_n // 512))
 
 
 def _row_chunk(n: int, extended: bool, tile: int | None) -> int:
@@ -748,13 +777,13 @@ _SEGMENT_PROGRAMS = 1024
 _SHORTEST_SEGMENT = 1 << 13
 _MOST_SEGMENTS = 1024
 
-#: Longest row the segments take: positions are 32-bit, a chunk past the end included.
+#: Longest slice the segments take: positions are 32-bit, a chunk past the end included.
 LONGEST_ROW = (1 << 31) - (1 << 16)
 
 
 def plan_segments(
-    rows: int,
-    n: int,
+    shape: tuple[int, ...],
+    axis: int,
     extended: bool,
     temperature: float,
     outputs: tuple[str, ...],
@@ -762,20 +791,20 @@ def plan_segments(
     tile: int | None = None,
     num_warps: int | None = None,
 ) -> tuple[Launch, Launch]:
-    """The two launches that reduce ``rows`` rows of ``n`` elements split into
-    segments (:func:`_segment_sums_kernel`, :func:`_segment_outputs_kernel`);
-    ``segment_length`` (rounded up to a
+    """The two launches that reduce the slices of an input of ``shape`` along
+    ``axis`` split into segments (:func:`_segment_sums_kernel`,
+    :func:`_segment_outputs_kernel`); ``segment_length`` (rounded up to a
     multiple of the chunk), ``tile`` and ``num_warps`` replace the choices below
     (tests make the first two small, ``benchmarks.cuda_segments`` varies them).
     Kept for the next call of the same kind, as :func:`plan_slices`'s."""
-    return _plan_segments(rows, n, extended, temperature, tuple(outputs), segment_length, tile, num_warps,
+    return _plan_segments(tuple(shape), axis, extended, temperature, tuple(outputs), segment_length, tile, num_warps,
                           not _INTERPRETED)
 
 
 @functools.lru_cache(maxsize=256)
 def _plan_segments(
-    rows: int,
-    n: int,
+    shape: tuple[int, ...],
+    axis: int,
     extended: bool,
     temperature: float,
     outputs: tuple[str, ...],
@@ -784,29 +813,40 @@ def _plan_segments(
     num_warps: int | None,
     hardware_fma: bool,
 ) -> tuple[Launch, Launch]:
-    block_n = _row_chunk(n, extended, tile)
+    n = shape[axis]
+    inner = math.prod(shape[axis + 1 :])
+    outer = math.prod(shape[:axis])
+    if inner == 1:  # a row a block
+        block_s, block_n = 1, _row_chunk(n, extended, tile)
+        # 8 warps from chunks of 2048: at 4 the compiler spilled (cuobjdump of
+        # sm_90 cubins, conformance.triton_compile)
+        warps = 8 if block_n >= 2048 else max(1, block_n // 256)
+    else:
+        block_s, block_n, warps = _column_blocks(n, inner, outer, tile)
+    inner_blocks = -(-inner // block_s)
+    blocks = outer * inner_blocks
     if segment_length is None:
-        segments = max(1, min(_MOST_SEGMENTS, -(-_SEGMENT_PROGRAMS // rows), n // _SHORTEST_SEGMENT))
+        segments = max(1, min(_MOST_SEGMENTS, -(-_SEGMENT_PROGRAMS // blocks), n * block_s // _SHORTEST_SEGMENT))
         segment_length = -(-n // segments)
     segment_length = -(-segment_length // block_n) * block_n
     segments = -(-n // segment_length)
     if segments > _MOST_SEGMENTS:
-        raise ValueError(f"segment_length={segment_length} splits rows of {n} into more than {_MOST_SEGMENTS} segments")
-    programs = rows * segments
-    # 8 warps from chunks of 2048: at 4 the compiler spilled (cuobjdump of sm_90
-    # cubins, conformance.triton_compile)
-    options = _options(num_warps or (8 if block_n >= 2048 else max(1, block_n // 256)), extended)
+        raise ValueError(f"segment_length={segment_length} splits slices of {n} into more than {_MOST_SEGMENTS} segments")
+    programs = blocks * segments
+    options = _options(num_warps or warps, extended)
+    constants = {"ROWS": inner == 1, "BLOCK_S": block_s}
     arithmetic = _arithmetic(temperature, extended, hardware_fma)
-    parts = _float32_parts(temperature)
+    scalars = (n, inner, inner_blocks, segment_length, segments, *_float32_parts(temperature))
     full_size = "q" in outputs or "log_q" in outputs
     return (
-        _launch(_segment_sums_kernel, (programs, 1, 1), (n, segment_length, segments, *parts),
-                {"BLOCK_N": block_n, **arithmetic}, options),
+        _launch(_segment_sums_kernel, (programs, 1, 1), scalars, {**constants, "BLOCK_N": block_n, **arithmetic},
+                options),
         _launch(
             _segment_outputs_kernel,
-            (programs if full_size else rows, 1, 1),
-            (n, segment_length, segments, *parts),
-            {"BLOCK_SEGMENTS": _power_of_two_at_least(segments), "BLOCK_N": block_n, **arithmetic, **_wanted(outputs)},
+            (programs if full_size else blocks, 1, 1),
+            scalars,
+            {**constants, "BLOCK_SEGMENTS": _power_of_two_at_least(segments), "BLOCK_N": block_n, **arithmetic,
+             **_wanted(outputs)},
             options,
         ),
     )
@@ -823,8 +863,8 @@ def launch(
 ) -> tuple[Any, ...]:
     """Run the kernel on contiguous ``x`` (float32 or float64, ``n >= 1``) along
     ``axis``: the named ``outputs`` (``lse`` keepdims). No checks of the device:
-    Triton's interpreter runs it on CPU tensors. Rows longer than
-    :data:`LONGEST_SLICE` (or any rows, where ``segment_length`` is given) are
+    Triton's interpreter runs it on CPU tensors. Slices longer than
+    :data:`LONGEST_SLICE` (or any, where ``segment_length`` is given) are
     split into segments (:func:`plan_segments`), other slices one program a
     block of them (:func:`plan_slices`). ``tile`` (a power of two), where given,
     bounds the elements a program holds at once (tests make it small to run the
@@ -834,15 +874,16 @@ def launch(
 
     extended = x.dtype == torch.float64
     n = x.shape[axis]
-    rows = math.prod(x.shape[:axis])
     lse = torch.empty(x.shape[:axis] + (1,) + x.shape[axis + 1 :], dtype=x.dtype, device=x.device) if "lse" in outputs else None
     q = torch.empty_like(x) if "q" in outputs else None
     log_q = torch.empty_like(x) if "log_q" in outputs else None
     # unused pointers: any tensor
     results = tuple(x if value is None else value for value in (lse, q, log_q))
-    if math.prod(x.shape[axis + 1 :]) == 1 and (n > LONGEST_SLICE or segment_length is not None):
-        sums, outputs_step = plan_segments(rows, n, extended, temperature, outputs, segment_length, tile, num_warps)
-        segment_sums = torch.empty((sums.grid[0], 3), dtype=torch.float64, device=x.device)
+    if n > LONGEST_SLICE or segment_length is not None:
+        sums, outputs_step = plan_segments(x.shape, axis, extended, temperature, outputs, segment_length, tile,
+                                           num_warps)
+        segments = sums.scalars[4]
+        segment_sums = torch.empty((x.numel() // n, segments, 3), dtype=torch.float64, device=x.device)
         _run(sums, (x, segment_sums))
         _run(outputs_step, (x, segment_sums) + results)
     else:
@@ -861,7 +902,7 @@ def kernel(x: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> t
         x.dtype not in (torch.float32, torch.float64)
         or not OUTPUTS.issuperset(outputs)
         or not 1e-30 < temperature < 1e30  # t as three float32 parts (_float32_parts)
-        or not 0 < n <= (LONGEST_SLICE if math.prod(x.shape[axis + 1 :]) > 1 else LONGEST_ROW)
+        or not 0 < n <= LONGEST_ROW
         or x.numel() == 0
         or type(x) not in (torch.Tensor, torch.nn.Parameter)  # a subclass must see its ops
         or x.is_neg()
