@@ -61,7 +61,7 @@ What the fast paths change is mostly how the same numbers are computed:
   ``t != 1`` may differ by one ulp.
 * PyTorch on CUDA, where Triton is installed: one Triton kernel a call
   (:mod:`smoothmax._cuda`, imported at the first CUDA tensor) for ``lse``/``q``/
-  ``log_q`` of slices up to 65 536 long, longer rows split into segments in
+  ``log_q`` of slices up to 65 536 long, longer ones split into segments in
   two launches; not bitwise the generic kernel but
   more accurate (float32 computed in float64, float64 in two-part arithmetic:
   within one ulp of mpmath). The rest takes the generic kernel.
