@@ -244,7 +244,8 @@ def test_long_rows_take_the_segments(monkeypatch):
 def test_segment_plans_cover_each_slice_once(outer, n, inner, extended):
     shape = (outer, n, inner)
     sums, outputs = _cuda.plan_segments(shape, 1, extended, 1.0, ("lse", "q"))
-    inner_blocks, length, segments = sums.scalars[2:5]
+    assert sums.scalars[0] == outer
+    inner_blocks, length, segments = sums.scalars[3:6]
     block, chunk = sums.constants["BLOCK_S"], sums.constants["BLOCK_N"]
     assert length % chunk == 0 and (segments - 1) * length < n <= segments * length
     assert (inner_blocks - 1) * block < inner <= inner_blocks * block

@@ -389,6 +389,28 @@ def _store_outputs(x_ptr, first, start, stop, element_stride, slice_valid, shift
 
 
 @triton.jit
+def _slice_block(block, slices, n, inner, inner_blocks, ROWS: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The slices of block ``block``: each one's first element, its index among
+    the reduced outputs and its validity, and the stride along the slices.
+    ``ROWS``: ``BLOCK_S`` of the ``slices`` contiguous rows; else ``BLOCK_S``
+    neighbouring columns of one ``outer`` of an ``(outer, n, inner)`` array."""
+    if ROWS:
+        index = block * BLOCK_S + tl.arange(0, BLOCK_S)
+        slice_valid = index < slices
+        first = index.to(tl.int64) * n
+        reduced = index.to(tl.int64)
+        element_stride = 1
+    else:
+        outer = block // inner_blocks
+        column = (block % inner_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
+        slice_valid = column < inner
+        first = outer.to(tl.int64) * n * inner + column
+        reduced = outer.to(tl.int64) * inner + column
+        element_stride = inner
+    return first, reduced, slice_valid, element_stride
+
+
+@triton.jit
 def _slices_kernel(
     x_ptr,
     lse_ptr,
@@ -417,20 +439,8 @@ def _slices_kernel(
     array, a program taking ``BLOCK_S`` neighbouring columns of one ``outer``.
     ``EXTENDED``: float64 input, computed in two-part (double-double) arithmetic.
     ``ONE_CHUNK``: the slices fit one chunk, loaded once for all three passes."""
-    program = tl.program_id(0)
-    if ROWS:
-        index = program * BLOCK_S + tl.arange(0, BLOCK_S)
-        slice_valid = index < slices
-        first = index.to(tl.int64) * n
-        reduced = index.to(tl.int64)
-        element_stride = 1
-    else:
-        outer = program // inner_blocks
-        column = (program % inner_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
-        slice_valid = column < inner
-        first = outer.to(tl.int64) * n * inner + column
-        reduced = outer.to(tl.int64) * inner + column
-        element_stride = inner
+    first, reduced, slice_valid, element_stride = _slice_block(tl.program_id(0), slices, n, inner, inner_blocks,
+                                                               ROWS, BLOCK_S)
 
     # Pass 1: maximum and pivot (first index of the maximum), NaN noted apart.
     if ONE_CHUNK:
@@ -487,32 +497,20 @@ def _slices_kernel(
 
 
 @triton.jit
-def _segment(program, n, inner, inner_blocks, segment_length, segments, ROWS: tl.constexpr, BLOCK_S: tl.constexpr):
-    """The segment of a program and its positions ``[start, stop)``, and its block
-    of slices as in :func:`_slices_kernel`: each slice's first element, its index
-    among the reduced outputs and its validity, and the stride along the slice."""
-    block = program // segments
+def _segment(program, slices, n, inner, inner_blocks, segment_length, segments,
+             ROWS: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The segment of a program, its positions ``[start, stop)`` and its block of
+    slices (:func:`_slice_block`)."""
     segment = program % segments
     start = segment * segment_length
     stop = tl.minimum(start + segment_length, n)
-    if ROWS:  # BLOCK_S is 1
-        index = block + tl.arange(0, BLOCK_S)
-        reduced = index.to(tl.int64)
-        first = reduced * n
-        slice_valid = index >= 0
-        element_stride = 1
-    else:
-        outer = block // inner_blocks
-        column = (block % inner_blocks) * BLOCK_S + tl.arange(0, BLOCK_S)
-        slice_valid = column < inner
-        first = outer.to(tl.int64) * n * inner + column
-        reduced = outer.to(tl.int64) * inner + column
-        element_stride = inner
+    first, reduced, slice_valid, element_stride = _slice_block(program // segments, slices, n, inner, inner_blocks,
+                                                               ROWS, BLOCK_S)
     return segment, start, stop, first, reduced, slice_valid, element_stride
 
 
 @triton.jit
-def _segment_sums_kernel(x_ptr, sums_ptr, n, inner, inner_blocks, segment_length, segments,
+def _segment_sums_kernel(x_ptr, sums_ptr, slices, n, inner, inner_blocks, segment_length, segments,
                          temperature_1, temperature_2, temperature_3,
                          ROWS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
                          EXTENDED: tl.constexpr, HARDWARE_FMA: tl.constexpr):
@@ -520,7 +518,7 @@ def _segment_sums_kernel(x_ptr, sums_ptr, n, inner, inner_blocks, segment_length
     ``sums`` (float64, a slice's segments side by side)."""
     program = tl.program_id(0)
     segment, start, stop, first, reduced, slice_valid, element_stride = _segment(
-        program, n, inner, inner_blocks, segment_length, segments, ROWS, BLOCK_S
+        program, slices, n, inner, inner_blocks, segment_length, segments, ROWS, BLOCK_S
     )
     maximum, pivot, nan_seen = _maximum_and_pivot(x_ptr, first, start, stop, element_stride, slice_valid,
                                                   BLOCK_S, BLOCK_N)
@@ -571,7 +569,7 @@ def _slice_sum(sums_ptr, reduced, slice_valid, segments, temperature, BLOCK_SEGM
 
 @triton.jit
 def _segment_outputs_kernel(x_ptr, sums_ptr, lse_ptr, q_ptr, log_q_ptr,
-                            n, inner, inner_blocks, segment_length, segments,
+                            slices, n, inner, inner_blocks, segment_length, segments,
                             temperature_1, temperature_2, temperature_3,
                             ROWS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_SEGMENTS: tl.constexpr,
                             BLOCK_N: tl.constexpr, TEMPERED: tl.constexpr,
@@ -582,7 +580,7 @@ def _segment_outputs_kernel(x_ptr, sums_ptr, lse_ptr, q_ptr, log_q_ptr,
     if not (WANT_Q or WANT_LOG_Q):
         program = program * segments
     segment, start, stop, first, reduced, slice_valid, element_stride = _segment(
-        program, n, inner, inner_blocks, segment_length, segments, ROWS, BLOCK_S
+        program, slices, n, inner, inner_blocks, segment_length, segments, ROWS, BLOCK_S
     )
     temperature = _temperature(temperature_1, temperature_2, temperature_3, BLOCK_S)
     maximum, infinite_maximum, shift, rest_high, rest_low = _slice_sum(
@@ -836,7 +834,7 @@ def _plan_segments(
     options = _options(num_warps or warps, extended)
     constants = {"ROWS": inner == 1, "BLOCK_S": block_s}
     arithmetic = _arithmetic(temperature, extended, hardware_fma)
-    scalars = (n, inner, inner_blocks, segment_length, segments, *_float32_parts(temperature))
+    scalars = (outer, n, inner, inner_blocks, segment_length, segments, *_float32_parts(temperature))
     full_size = "q" in outputs or "log_q" in outputs
     return (
         _launch(_segment_sums_kernel, (programs, 1, 1), scalars, {**constants, "BLOCK_N": block_n, **arithmetic},
@@ -882,7 +880,7 @@ def launch(
     if n > LONGEST_SLICE or segment_length is not None:
         sums, outputs_step = plan_segments(x.shape, axis, extended, temperature, outputs, segment_length, tile,
                                            num_warps)
-        segments = sums.scalars[4]
+        segments = sums.scalars[5]
         segment_sums = torch.empty((x.numel() // n, segments, 3), dtype=torch.float64, device=x.device)
         _run(sums, (x, segment_sums))
         _run(outputs_step, (x, segment_sums) + results)
