@@ -13,10 +13,10 @@ branch (``HARDWARE_FMA``), and prints each kernel's registers and local memory
 (spills) as ``cuobjdump`` reads them from the cubin. Exit status 1 if any
 configuration fails to compile.
 
-(2026-11-26, Triton 3.9: the few 24 of 24 for sm_90, the segments' kernels
-without spills; ``--all --capability 90 80`` 364 of 364 before the segments
-became two launches, ~7 min on two cores. A few spill 8-32 bytes: columns in
-chunks with all outputs, float64 at sm_80's 128 registers of 8 warps.)
+(2026-11-26, Triton 3.9: the few 34 of 34 for sm_90; ``--all --capability 90
+80`` 364 of 364 before the segments became two launches and took columns, ~7
+min on two cores. A few spill 8-32 bytes: columns in chunks with all outputs,
+the float32 columns' segment sums, float64 at sm_80's 128 registers of 8 warps.)
 """
 
 from __future__ import annotations

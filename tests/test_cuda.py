@@ -204,9 +204,9 @@ def test_the_path_declines_what_it_does_not_compute(monkeypatch):
     assert _cuda.kernel(x, 1, 1.0, ("lse", "sign")) is None
     assert _cuda.kernel(x, 1, 0.0, ("lse",)) is None
     assert _cuda.kernel(x.half(), 1, 1.0, ("lse",)) is None
-    # long slices, rows and columns, are split into segments up to LONGEST_ROW
+    # long slices, rows and columns, are split into segments up to LONGEST_SPLIT_SLICE
     monkeypatch.setattr(_cuda, "LONGEST_SLICE", 8)
-    monkeypatch.setattr(_cuda, "LONGEST_ROW", 12)
+    monkeypatch.setattr(_cuda, "LONGEST_SPLIT_SLICE", 12)
     assert _cuda.kernel(torch.randn(13, 2, device=DEVICE), 0, 1.0, ("lse",)) is None
     assert _cuda.kernel(torch.randn(2, 13, device=DEVICE), 1, 1.0, ("lse",)) is None
     assert _cuda.kernel(torch.randn(2, 12, device=DEVICE), 1, 1.0, ("lse",)) is not None

@@ -30,9 +30,9 @@ outputs): a single long row keeps the whole GPU busy, not one multiprocessor.
 
 Only plain contiguous float32/float64 CUDA tensors (NVIDIA: ROCm builds keep
 the generic kernel, see ``_fastpaths._cuda_module``), ``t > 0``, the outputs
-``lse``/``q``/``log_q`` and slices up to :data:`LONGEST_ROW` take this path (:func:`kernel` returns None elsewhere and
-the generic kernel runs); the caller
-runs it where no gradient is recorded (the adapter's derivative rules read
+``lse``/``q``/``log_q`` and slices up to :data:`LONGEST_SPLIT_SLICE` take this
+path (:func:`kernel` returns None elsewhere and the generic kernel runs); the
+caller runs it where no gradient is recorded (the adapter's derivative rules read
 ``q``, which this kernel returns too). Triton is imported only when a CUDA
 tensor arrives. Its interpreter (``TRITON_INTERPRET=1``) runs the same kernel on
 CPU tensors, which is how the test suite checks it on machines without a GPU
@@ -764,10 +764,10 @@ def _options(num_warps: int, extended: bool) -> dict[str, Any]:
     return {"num_warps": num_warps, "enable_fp_fusion": not extended}
 
 
-#: Rows split into segments (:func:`plan_segments`): about this many programs
-#: in all, segments of at least ``_SHORTEST_SEGMENT`` elements, at most
-#: ``_MOST_SEGMENTS`` a row (each program reads all of its row's segment
-#: results). From a sweep on an H200 (``benchmarks.cuda_segments``, 10M
+#: Slices split into segments (:func:`plan_segments`): about this many
+#: programs in all, segments of at least ``_SHORTEST_SEGMENT`` elements (a
+#: block of columns' together), at most ``_MOST_SEGMENTS`` a slice (each program
+#: reads all of its slices' segment results). From a sweep on an H200 (``benchmarks.cuda_segments``, 10M
 #: elements, 130-1024 segments, 4-16 warps): float64 ``lse`` 125 -> 104 us and
 #: ``q`` 216 -> 186 us at ~1000 segments of 10 240 rather than ~540 of 18 432;
 #: float32 the same from 245 to 814 segments (bound by the host's launches).
@@ -776,7 +776,7 @@ _SHORTEST_SEGMENT = 1 << 13
 _MOST_SEGMENTS = 1024
 
 #: Longest slice the segments take: positions are 32-bit, a chunk past the end included.
-LONGEST_ROW = (1 << 31) - (1 << 16)
+LONGEST_SPLIT_SLICE = (1 << 31) - (1 << 16)
 
 
 def plan_segments(
@@ -900,7 +900,7 @@ def kernel(x: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> t
         x.dtype not in (torch.float32, torch.float64)
         or not OUTPUTS.issuperset(outputs)
         or not 1e-30 < temperature < 1e30  # t as three float32 parts (_float32_parts)
-        or not 0 < n <= LONGEST_ROW
+        or not 0 < n <= LONGEST_SPLIT_SLICE
         or x.numel() == 0
         or type(x) not in (torch.Tensor, torch.nn.Parameter)  # a subclass must see its ops
         or x.is_neg()
