@@ -14,9 +14,10 @@ branch (``HARDWARE_FMA``), and prints each kernel's registers and local memory
 configuration fails to compile.
 
 (2026-11-26, Triton 3.9: the few 34 of 34 for sm_90; ``--all --capability 90
-80`` 364 of 364 before the segments became two launches and took columns, ~7
-min on two cores. A few spill 8-32 bytes: columns in chunks with all outputs,
-the float32 columns' segment sums, float64 at sm_80's 128 registers of 8 warps.)
+80`` 400 of 400, ~7 min on two cores. A few spill 8-32 bytes: columns in chunks
+with all outputs, some segment kernels (8-16), float64 at sm_80's 128
+registers of 8 warps. Columns' segments combined 16 x 256 at once spilled up
+to 512 bytes in float64: a block combines at most 1024 segment results since.)
 """
 
 from __future__ import annotations

@@ -249,8 +249,8 @@ def test_segment_plans_cover_each_slice_once(outer, n, inner, extended):
     block, chunk = sums.constants["BLOCK_S"], sums.constants["BLOCK_N"]
     assert length % chunk == 0 and (segments - 1) * length < n <= segments * length
     assert (inner_blocks - 1) * block < inner <= inner_blocks * block
-    assert segments <= _cuda._MOST_SEGMENTS
-    assert segments <= outputs.constants["BLOCK_SEGMENTS"] < 2 * segments  # each slice's segment results read at once
+    assert segments * block <= _cuda._MOST_SEGMENTS  # a block's segment results read at once
+    assert segments <= outputs.constants["BLOCK_SEGMENTS"] < 2 * segments
     assert sums.grid == outputs.grid == (outer * inner_blocks * segments, 1, 1)
     lse_alone = _cuda.plan_segments(shape, 1, extended, 1.0, ("lse",))[1]
     assert lse_alone.grid == (outer * inner_blocks, 1, 1)  # a program a block of slices

@@ -766,8 +766,8 @@ def _options(num_warps: int, extended: bool) -> dict[str, Any]:
 
 #: Slices split into segments (:func:`plan_segments`): about this many
 #: programs in all, segments of at least ``_SHORTEST_SEGMENT`` elements (a
-#: block of columns' together), at most ``_MOST_SEGMENTS`` a slice (each program
-#: reads all of its slices' segment results). From a sweep on an H200 (``benchmarks.cuda_segments``, 10M
+#: block of columns' together), at most ``_MOST_SEGMENTS`` segment results a
+#: block of slices (each program reads all of its block's). From a sweep on an H200 (``benchmarks.cuda_segments``, 10M
 #: elements, 130-1024 segments, 4-16 warps): float64 ``lse`` 125 -> 104 us and
 #: ``q`` 216 -> 186 us at ~1000 segments of 10 240 rather than ~540 of 18 432;
 #: float32 the same from 245 to 814 segments (bound by the host's launches).
@@ -823,13 +823,16 @@ def _plan_segments(
         block_s, block_n, warps = _column_blocks(n, inner, outer, tile)
     inner_blocks = -(-inner // block_s)
     blocks = outer * inner_blocks
+    # a program combines its block's segment results at once: at most
+    # _MOST_SEGMENTS in all (16 columns of 256 spilled up to 512 bytes in float64)
+    most = _MOST_SEGMENTS // block_s
     if segment_length is None:
-        segments = max(1, min(_MOST_SEGMENTS, -(-_SEGMENT_PROGRAMS // blocks), n * block_s // _SHORTEST_SEGMENT))
+        segments = max(1, min(most, -(-_SEGMENT_PROGRAMS // blocks), n * block_s // _SHORTEST_SEGMENT))
         segment_length = -(-n // segments)
     segment_length = -(-segment_length // block_n) * block_n
     segments = -(-n // segment_length)
-    if segments > _MOST_SEGMENTS:
-        raise ValueError(f"segment_length={segment_length} splits slices of {n} into more than {_MOST_SEGMENTS} segments")
+    if segments > most:
+        raise ValueError(f"segment_length={segment_length} splits slices of {n} into more than {most} segments")
     programs = blocks * segments
     options = _options(num_warps or warps, extended)
     constants = {"ROWS": inner == 1, "BLOCK_S": block_s}
