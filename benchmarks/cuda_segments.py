@@ -78,7 +78,8 @@ def sweep(shape: tuple[int, ...], dtype: str, outputs: list[str], segments: list
         peer_name = order[0]
         for name in order[1:]:
             length, warp = name
-            plan = _cuda.plan_segments(x.shape, x.ndim - 1, x.dtype == torch.float64, 1.0, (output,), length, None, warp)
+            plan = _cuda.plan_segments(x.shape, x.ndim - 1, x.dtype == torch.float64, 1.0, (output,), length, None,
+                                       warp)
             split = length is not None or n > _cuda.LONGEST_SLICE  # else launch takes one program a row
             ratios = [a / b for a, b in zip(times[name], times[peer_name])]
             q1, median, q3 = _quartiles(ratios)
