@@ -1,7 +1,7 @@
 """Tuning run for the CUDA kernel's long rows (``smoothmax._cuda.plan_segments``).
 
     python -m benchmarks.cuda_segments [--shape 10000000] [--dtype float32,float64]
-                                       [--segments 0,132,264,528,1024] [--warps 4,8,16]
+                                       [--segments 0,132,264,528,1024] [--warps 0,4,8,16]
                                        [--outputs lse,q,log_q] [--repeat 7] [--compile-only]
                                        [--output FILE.json]
 

@@ -767,10 +767,11 @@ def _options(num_warps: int, extended: bool) -> dict[str, Any]:
 #: Slices split into segments (:func:`plan_segments`): about this many
 #: programs in all, segments of at least ``_SHORTEST_SEGMENT`` elements (a
 #: block of columns' together), at most ``_MOST_SEGMENTS`` segment results a
-#: block of slices (each program reads all of its block's). From a sweep on an H200 (``benchmarks.cuda_segments``, 10M
-#: elements, 130-1024 segments, 4-16 warps): float64 ``lse`` 125 -> 104 us and
-#: ``q`` 216 -> 186 us at ~1000 segments of 10 240 rather than ~540 of 18 432;
-#: float32 the same from 245 to 814 segments (bound by the host's launches).
+#: block of slices (each program reads all of its block's). From a sweep on an
+#: H200 (``benchmarks.cuda_segments``, 10M elements, 130-1024 segments, 4-16
+#: warps): float64 ``lse`` 125 -> 104 us and ``q`` 216 -> 186 us at ~1000
+#: segments of 10 240 rather than ~540 of 18 432; float32 the same from 245 to
+#: 814 segments (bound by the host's launches).
 _SEGMENT_PROGRAMS = 1024
 _SHORTEST_SEGMENT = 1 << 13
 _MOST_SEGMENTS = 1024
