@@ -733,6 +733,49 @@ def test_jax_large_path_sums_only_the_dominated_rows_again(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_large_path_without_log_q_sums_again_only_where_lse_is_small(dtype, monkeypatch):
+    """Without ``log_q`` the large-array path sums a one-tie row again only where
+    its ``lse`` is a candidate for refining (``|lse| < 3 t log 2``), under ``jit``
+    and ``vmap``: there the generic kernel's values, bitwise (what the refinement
+    reads); a dominant term beside a larger ``lse`` keeps ``total - 1`` (a few
+    ulp, as every other row); ``q`` is the same array whether ``lse`` is asked
+    for or not. Through ``smoothmax.logsumexp`` (the refinement after the
+    kernel) the dominant rows' ``lse`` is within one ulp of mpmath, and its
+    gradient is ``softmax``, bitwise."""
+    jax, jnp = _jax()
+    mpmath = pytest.importorskip("mpmath")
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    maxima = [0.0, 1e-3, 0.5, -0.5, -2.0, 5.0, 40.0]
+    dominated = [[m] + [m - 30.0] * 5 + [m - 12.0, m - 9.0] for m in maxima]
+    others = [[3.0, 3.0, 0.0, -1.0, 1.0, 2.0, -5.0, 0.0], [NAN] + [0.0] * 7, [-INF] * 8, [1.0, INF, 0.0, INF] * 2]
+    rows = np.array(dominated + others + [list(np.random.default_rng(3).standard_normal(8))])
+    x = jnp.asarray(rows.astype(dtype))
+    for t in (1.0, 3.0):
+
+        def kernel(v, outputs, t=t):
+            return _fastpaths.jax_kernel(jnp, v, None, v.ndim - 1, t, outputs)
+
+        lse, q = jax.jit(lambda v: kernel(v, ("lse", "q")))(x)
+        generic_lse, generic_q = _kernel.kernel(jnp, x, None, 1, t, ("lse", "q"))
+        small = np.abs(np.asarray(lse)) < 3 * t * math.log(2.0)
+        small[len(maxima) :] = False  # (rows with a sum above 2 keep total - 1)
+        assert small.any() and not small[: len(maxima)].all()
+        assert _same(np.asarray(lse)[small], np.asarray(generic_lse)[small])
+        assert _same(np.asarray(q)[small[:, 0]], np.asarray(generic_q)[small[:, 0]])
+        assert _within_ulps(lse, generic_lse, 2) and _within_ulps(q, generic_q, 8)
+        assert _same(jax.jit(lambda v: kernel(v, ("q",)))(x)[0], q)
+        batched = jax.jit(jax.vmap(lambda v: kernel(v, ("lse", "q"))))(x.reshape(3, -1, 8))
+        assert _same(np.asarray(batched[0]).reshape(lse.shape), lse)
+    mpmath.mp.dps = 60
+    exact = rows[: len(maxima)].astype(dtype)
+    expected = [float(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in row))) for row in exact]
+    found = np.asarray(jax.jit(lambda v: smoothmax.logsumexp(v, axis=1))(x))[: len(maxima)]
+    assert _within_ulps(found, np.asarray(expected, dtype=dtype), 1), (found, expected)
+    lse_gradient = jax.jit(jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=1))))(x)
+    assert _same(lse_gradient, jax.jit(lambda v: smoothmax.softmax(v, axis=1))(x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_softmax_takes_the_positive_inf_limit_in_arithmetic(dtype, monkeypatch):
     """With ``q`` alone (``softmax``) the large-array path under ``jit`` builds
     ``x - m`` with the ``+inf`` limit in arithmetic (``_jax_difference_at_limits``),
