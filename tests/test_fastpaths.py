@@ -735,20 +735,21 @@ def test_jax_large_path_sums_only_the_dominated_rows_again(dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_large_path_without_log_q_sums_again_only_where_lse_is_small(dtype, monkeypatch):
     """Without ``log_q`` the large-array path sums a one-tie row again only where
-    its ``lse`` is a candidate for refining (``|lse| < 3 t log 2``), under ``jit``
-    and ``vmap``: there the generic kernel's values, bitwise (what the refinement
-    reads); a dominant term beside a larger ``lse`` keeps ``total - 1`` (a few
-    ulp, as every other row); ``q`` is the same array whether ``lse`` is asked
-    for or not. Through ``smoothmax.logsumexp`` (the refinement after the
-    kernel) the dominant rows' ``lse`` is within one ulp of mpmath, and its
-    gradient is ``softmax``, bitwise."""
+    the rounding of the sum with the tie may reach ``lse`` (``|lse| < T``,
+    ``_jax_lse_keeps_total``), under ``jit`` and ``vmap``: there the generic
+    kernel's values, bitwise (what the refinement reads); a dominant term beside
+    a larger ``lse`` keeps ``total - 1`` (a few ulp from the generic kernel, as
+    every other row); ``q`` is the same array whether ``lse`` is asked for or
+    not. Through ``smoothmax.logsumexp`` (the refinement after the kernel) the
+    dominant rows' ``lse`` is within one ulp of mpmath, and its gradient is
+    ``softmax``, bitwise."""
     jax, jnp = _jax()
     mpmath = pytest.importorskip("mpmath")
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
-    maxima = [0.0, 1e-3, 0.5, -0.5, -2.0, 5.0, 40.0]
+    maxima = [0.0, 1e-3, 0.5, -0.5, -2.0, 5.0, 40.0, 100.0]
     dominated = [[m] + [m - 30.0] * 5 + [m - 12.0, m - 9.0] for m in maxima]
     others = [[3.0, 3.0, 0.0, -1.0, 1.0, 2.0, -5.0, 0.0], [NAN] + [0.0] * 7, [-INF] * 8, [1.0, INF, 0.0, INF] * 2]
-    rows = np.array(dominated + others + [list(np.random.default_rng(3).standard_normal(8))])
+    rows = np.array(dominated + others + list(np.random.default_rng(3).standard_normal((3, 8))))
     x = jnp.asarray(rows.astype(dtype))
     for t in (1.0, 3.0):
 
@@ -757,7 +758,7 @@ def test_jax_large_path_without_log_q_sums_again_only_where_lse_is_small(dtype, 
 
         lse, q = jax.jit(lambda v: kernel(v, ("lse", "q")))(x)
         generic_lse, generic_q = _kernel.kernel(jnp, x, None, 1, t, ("lse", "q"))
-        small = np.abs(np.asarray(lse)) < 3 * t * math.log(2.0)
+        small = np.abs(np.asarray(lse)) < _fastpaths._jax_lse_keeps_total(t)
         small[len(maxima) :] = False  # (rows with a sum above 2 keep total - 1)
         assert small.any() and not small[: len(maxima)].all()
         assert _same(np.asarray(lse)[small], np.asarray(generic_lse)[small])

@@ -55,8 +55,8 @@ What the fast paths change is mostly how the same numbers are computed:
   on every core): the sum without the pivot is that sum less 1, and slices
   below 2 (one tie, maybe one dominant term) are summed again without the pivot
   in a ``lax.cond`` branch taken only where there are such slices that need it
-  (all of them for ``log_q``; for ``lse`` and ``q`` those whose ``lse`` is small
-  enough to be refined after the kernel); ``+inf`` maxima take the same formulas on ``x`` with their
+  (all of them for ``log_q``; for ``lse`` and ``q`` those whose ``lse`` is below
+  16 t, where the sum's rounding may reach it); ``+inf`` maxima take the same formulas on ``x`` with their
   ``+inf`` entries set to 0 and the rest to ``-inf``, in a branch of their own.
   Under ``jit`` XLA compiles the two programs separately; ``log_q`` at
   ``t != 1`` may differ by one ulp.
@@ -1385,16 +1385,14 @@ def jax_kernel(
     dominant term's ``rest`` may lose every digit. ``log_q`` needs them all (its
     pivot entry is ``-log1p(rest)``; measured 7 ulps of ``q``'s maximum entry
     on ``[0] + [-40] * 10`` at ``t = 3`` from ``total``), so with ``log_q`` every
-    such slice is summed again without its tie; without it only those whose
-    ``lse`` is a candidate for refining (``|lse| < 3 t log 2``,
-    :func:`smoothmax._refine.candidates`, which ``smoothmax._jax`` runs after the
-    kernel): elsewhere an error of ~eps in ``t log1p(rest)`` is the same
-    fraction of an ulp of ``lse`` as on every slice with ``total >= 2``, and ``q
-    = exp(d) / total`` the same as there. The second sum runs in a
-    ``lax.cond`` taken only where there are such slices (on normal rows with
-    standard deviation 3 and large maxima: none; summing the one-tie rows
-    anyway measured 1.4-2.2x ``jax.nn.logsumexp`` against 1.0-1.1x at
-    (4096, 1024), (1024, 4096) along axis 0 and (32, 8, 256, 256)). Slices with
+    such slice is summed again without its tie; without it, only those whose
+    ``lse`` is below ``_jax_lse_keeps_total(t)`` (16 at ``t = 1``): above, the
+    sum's rounding (within 4.04 eps measured) is at most a quarter of an ulp of
+    ``lse`` (peaked rows with ``lse`` from 16 to 40: within 0.62 ulp of mpmath,
+    0.53-0.56 summed again; from 2 to 9 the same sum would have reached 1.9), and
+    ``q = exp(d) / total`` is as accurate as on every slice with ``total >= 2``.
+    The second sum runs in a ``lax.cond`` taken only where there are such
+    slices. Slices with
     no entries (all ``-inf``: shifted by 0, ``total = 0``) and NaN take the
     same formulas, and so do ``+inf`` maxima, with their ``+inf`` entries set
     to 0 and the rest to ``-inf`` (the generic kernel's limit) in a
@@ -1416,8 +1414,9 @@ def jax_kernel(
         rest = _jax_rest_from_total(xp, total)
         again = _jax_one_tie(total)
         if "log_q" not in outputs:
-            # lse and q need rest's relative accuracy only where |lse| is small
-            again = again & _refine.candidates(xp, _jax_lse(xp, maximum, rest, temperature), temperature)
+            # lse and q: only where total's rounding may reach lse (_JAX_LSE_KEEPS_TOTAL)
+            lse = _jax_lse(xp, maximum, rest, temperature)
+            again = again & (xp.abs(lse) < _kernel._constant(xp, _jax_lse_keeps_total(temperature), lse))
 
         def sum_below(x: Any, shift: Any, rest: Any, again: Any) -> Any:
             if axis == x.ndim - 1 and x.size > x.shape[-1] > 0 and jax.default_backend() == "cpu":
@@ -1625,6 +1624,20 @@ def _jax_rest_from_total(xp: Any, total: Any) -> Any:
     again, exactly); where ``total < 2`` (one tie) its error is absolute,
     ~eps, not relative to ``rest``."""
     return xp.maximum(total - _kernel._constant(xp, 1.0, total), _kernel._constant(xp, 0.0, total))
+
+
+#: XLA's sum of ``exp(d)`` over a slice with one tie (the 1 and small terms;
+#: ``n`` = 256 ... 10**6, float32, CPU) measured within 4.04 eps of the exact
+#: sum, relative; ``lse = m + t log(total)`` then errs by up to ``4.04 t eps``
+#: beyond its own rounding: a quarter of an ulp where ``ulp(lse) >= 16 t eps``.
+_JAX_TOTAL_EPS = 16.0
+
+
+def _jax_lse_keeps_total(t: float) -> float:
+    """The power of two ``T`` from which ``ulp(lse) >= _JAX_TOTAL_EPS t eps`` for
+    ``|lse| >= T``: there a one-tie slice's ``lse`` may take ``total - 1`` as its
+    ``rest`` (within 0.75 ulp measured); below, it is summed again."""
+    return 2.0 ** math.ceil(math.log2(_JAX_TOTAL_EPS * t))
 
 
 def _jax_lse(xp: Any, maximum: Any, rest: Any, t: float) -> Any:
