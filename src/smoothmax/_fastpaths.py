@@ -56,8 +56,9 @@ What the fast paths change is mostly how the same numbers are computed:
   below 2 (one tie, maybe one dominant term) are summed again without the pivot
   in a ``lax.cond`` branch taken only where there are such slices that need it
   (all of them for ``log_q``; for ``lse`` and ``q`` those whose ``lse`` is below
-  16 t, where the sum's rounding may reach it); ``+inf`` maxima take the same formulas on ``x`` with their
-  ``+inf`` entries set to 0 and the rest to ``-inf``, in a branch of their own.
+  16 t, where the sum's rounding may reach it); ``+inf`` maxima take the same
+  formulas on ``x`` with their ``+inf`` entries set to 0 and the rest to
+  ``-inf``, in a branch of their own.
   Under ``jit`` XLA compiles the two programs separately; ``log_q`` at
   ``t != 1`` may differ by one ulp.
 * PyTorch on CUDA, where Triton is installed: one Triton kernel a call
@@ -1386,11 +1387,9 @@ def jax_kernel(
     pivot entry is ``-log1p(rest)``; measured 7 ulps of ``q``'s maximum entry
     on ``[0] + [-40] * 10`` at ``t = 3`` from ``total``), so with ``log_q`` every
     such slice is summed again without its tie; without it, only those whose
-    ``lse`` is below ``_jax_lse_keeps_total(t)`` (16 at ``t = 1``): above, the
-    sum's rounding (within 4.04 eps measured) is at most a quarter of an ulp of
-    ``lse`` (peaked rows with ``lse`` from 16 to 40: within 0.62 ulp of mpmath,
-    0.53-0.56 summed again; from 2 to 9 the same sum would have reached 1.9), and
-    ``q = exp(d) / total`` is as accurate as on every slice with ``total >= 2``.
+    ``|lse|`` is below :func:`_jax_lse_keeps_total` (16 at ``t = 1``), where the
+    sum's rounding may reach ``lse`` (above it is at most a quarter of an ulp,
+    and ``q = exp(d) / total`` as accurate as on every slice with ``total >= 2``).
     The second sum runs in a ``lax.cond`` taken only where there are such
     slices. Slices with
     no entries (all ``-inf``: shifted by 0, ``total = 0``) and NaN take the
@@ -1414,8 +1413,8 @@ def jax_kernel(
         rest = _jax_rest_from_total(xp, total)
         again = _jax_one_tie(total)
         if "log_q" not in outputs:
-            # lse and q: only where total's rounding may reach lse (_JAX_LSE_KEEPS_TOTAL)
-            lse = _jax_lse(xp, maximum, rest, temperature)
+            # lse and q: only where total's rounding may reach lse (_jax_lse_keeps_total)
+            lse = _jax_lse(xp, maximum, xp.log1p(rest), temperature)
             again = again & (xp.abs(lse) < _kernel._constant(xp, _jax_lse_keeps_total(temperature), lse))
 
         def sum_below(x: Any, shift: Any, rest: Any, again: Any) -> Any:
@@ -1626,24 +1625,22 @@ def _jax_rest_from_total(xp: Any, total: Any) -> Any:
     return xp.maximum(total - _kernel._constant(xp, 1.0, total), _kernel._constant(xp, 0.0, total))
 
 
-#: XLA's sum of ``exp(d)`` over a slice with one tie (the 1 and small terms;
-#: ``n`` = 256 ... 10**6, float32, CPU) measured within 4.04 eps of the exact
-#: sum, relative; ``lse = m + t log(total)`` then errs by up to ``4.04 t eps``
-#: beyond its own rounding: a quarter of an ulp where ``ulp(lse) >= 16 t eps``.
-_JAX_TOTAL_EPS = 16.0
-
-
 def _jax_lse_keeps_total(t: float) -> float:
-    """The power of two ``T`` from which ``ulp(lse) >= _JAX_TOTAL_EPS t eps`` for
-    ``|lse| >= T``: there a one-tie slice's ``lse`` may take ``total - 1`` as its
-    ``rest`` (within 0.75 ulp measured); below, it is summed again."""
-    return 2.0 ** math.ceil(math.log2(_JAX_TOTAL_EPS * t))
+    """The power of two ``T`` from which a one-tie slice's ``lse`` may take
+    ``total - 1`` as its ``rest``: ``ulp(lse) >= 16 t eps`` for ``|lse| >= T``.
+
+    XLA's sum of ``exp(d)`` over a slice with one tie (the 1 and small terms;
+    ``n`` = 256 ... 10**6, float32, CPU) measured within 4.04 eps of the exact
+    sum, relative, so ``lse = m + t log(total)`` errs by up to ``4.04 t eps``
+    beyond its own rounding: a quarter of an ulp from ``T`` on (peaked rows
+    with ``lse`` 16-40: within 0.62 ulp of mpmath), up to 1.9 ulp measured below
+    (``lse`` 2.2-9), where the slice is summed again."""
+    return 2.0 ** math.ceil(math.log2(16.0 * t))
 
 
-def _jax_lse(xp: Any, maximum: Any, rest: Any, t: float) -> Any:
-    """``lse = m + t log1p(rest)``, as :func:`_jax_outputs` forms it."""
-    log_sum = xp.log1p(rest)
-    return maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, rest) * log_sum
+def _jax_lse(xp: Any, maximum: Any, log_sum: Any, t: float) -> Any:
+    """``lse = m + t log_sum``."""
+    return maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, log_sum) * log_sum
 
 
 def _jax_rest_in_one_pass(xp: Any, x: Any, shift: Any, rest: Any, again: Any, axis: int, t: float) -> Any:
@@ -1727,7 +1724,7 @@ def _jax_outputs(
     results: dict[str, Any] = {}
     for name in outputs:
         if name == "lse":
-            results[name] = maximum + log_sum if t == 1.0 else maximum + _kernel._constant(xp, t, x) * log_sum
+            results[name] = _jax_lse(xp, maximum, log_sum, t)
         elif name == "sign":
             # the sum of a slice with no entries is 0
             results[name] = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), _kernel._sign(xp, one + rest))
