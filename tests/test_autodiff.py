@@ -137,6 +137,44 @@ def test_torch_func_transforms():
     torch.testing.assert_close(jacobian_forward, torch.eye(7, dtype=torch.float64) - p.expand(7, 7))
 
 
+@pytest.mark.parametrize("temperature", [1.0, -1.3])
+@pytest.mark.parametrize(
+    "outputs, squeeze",
+    [(("lse",), True), (("lse",), False), (("q",), False), (("log_q",), False),
+     (("lse", "sign"), True), (("lse", "q", "log_q"), False)],
+)
+@pytest.mark.parametrize("shape, axis", [((16,), 0), ((5, 7), 0), ((40000, 3), 0)])
+def test_torch_eager_function_is_the_full_function_bitwise(shape, axis, outputs, squeeze, temperature):
+    """Plain eager calls with a gradient take the reverse-only Function with fewer
+    Python steps; its values, gradient and second derivative are the full
+    Function's (the one for forward mode and torch.func) bit for bit."""
+    torch = _torch()
+    from smoothmax import _torch as adapter
+
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(shape, dtype=torch.float64, generator=generator) * 3
+    x.view(-1)[0] = 30.0  # one dominant term
+    results, weights = [], None
+    for function in ("eager", "full"):
+        leaf = x.clone().requires_grad_(True)
+        if function == "eager":
+            names = adapter._rule_outputs(outputs, False, leaf, axis)
+            values = adapter._apply_eager_reverse(leaf, axis, temperature, names, squeeze)[: len(outputs)]
+        else:
+            values = adapter._apply_eager(leaf, None, axis, temperature, outputs, squeeze)[: len(outputs)]
+        if weights is None:  # the same cotangents for both
+            weights = [torch.rand(value.shape, dtype=value.dtype, generator=generator) for value in values]
+        loss = sum((value * w).sum() for name, value, w in zip(outputs, values, weights) if name != "sign")
+        (gradient,) = torch.autograd.grad(loss, leaf, create_graph=True)
+        (second,) = torch.autograd.grad((gradient * gradient).sum(), leaf)
+        results.append([value.detach() for value in values] + [gradient.detach(), second])
+    for eager, full in zip(*results):
+        assert torch.equal(eager, full)
+    leaf = x.clone().requires_grad_(True)
+    (value,) = adapter.kernel(leaf, None, axis, temperature, ("q",))
+    assert type(value.grad_fn).__name__ == "_LogSumExpEagerBackward"
+
+
 def test_torch_forward_mode_dual_numbers():
     torch = _torch()
     import torch.autograd.forward_ad as forward_ad
