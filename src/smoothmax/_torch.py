@@ -7,7 +7,9 @@ saved outputs ``q``/``r`` (or ``log_q`` for the log-softmax alone) of the same
 Function, so autograd differentiates it through this Function again.
 
 When no gradient can be asked for, the plain kernel runs with no
-``autograd.Function`` overhead.
+``autograd.Function`` overhead; plain eager calls that record a gradient (no
+weights, no forward mode, no ``torch.func``, no ``torch.compile``) take a
+reverse-only variant with fewer Python steps (:class:`_LogSumExpEager`).
 """
 
 from __future__ import annotations
