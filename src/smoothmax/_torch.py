@@ -32,21 +32,17 @@ def _forward_kernel(x, weights, axis, temperature, outputs):
     """The kernel's forward on tensors: the CPU fast path (smoothmax._fastpaths),
     which hands every case it does not take to the generic kernel; ``lse`` and
     ``log_q`` refined where one term dominates (smoothmax._refine) on eager CPU tensors."""
-    if (
-        x.is_cpu
-        and not torch.compiler.is_compiling()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
-    ):
-        return _refined(_fast_torch_kernel, xp, x, weights, axis, temperature, outputs)
-    return _fast_torch_kernel(xp, x, weights, axis, temperature, outputs)
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return _fast_torch_kernel(xp, x, weights, axis, temperature, outputs)
+    return _eager_forward_kernel(x, weights, axis, temperature, outputs)
 
 
-def _eager_forward_kernel(x, axis, temperature, outputs):
-    """:func:`_forward_kernel` without weights where the caller has ruled out
-    ``torch.compile`` and ``torch.func`` transforms."""
+def _eager_forward_kernel(x, weights, axis, temperature, outputs):
+    """:func:`_forward_kernel` where the caller has ruled out ``torch.compile``
+    and ``torch.func`` transforms."""
     if x.is_cpu:
-        return _refined(_eager_torch_kernel, xp, x, None, axis, temperature, outputs)
-    return _eager_torch_kernel(xp, x, None, axis, temperature, outputs)
+        return _refined(_eager_torch_kernel, xp, x, weights, axis, temperature, outputs)
+    return _eager_torch_kernel(xp, x, weights, axis, temperature, outputs)
 
 
 def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
@@ -107,7 +103,21 @@ def _rule_outputs(outputs, has_weights, x, axis):
 def _saved_rule_inputs(ctx):
     """``(q, r)`` for :func:`kernel_vjp` / :func:`kernel_jvp` (differentiable)."""
     saved, r = ctx.saved_tensors
-    return (torch.exp(saved) if ctx.q_from_log else saved), r
+    return _rule_q(saved, ctx.q_from_log), r
+
+
+def _rule_q(saved, q_from_log):
+    """``q`` from the saved ``q``, or ``log_q`` where ``q_from_log`` (differentiable)."""
+    return torch.exp(saved) if q_from_log else saved
+
+
+def _cotangents(ctx, grads):
+    """The Function's output cotangents by name, ``lse``'s with ``axis`` back
+    where the Function returned it squeezed."""
+    cotangents = dict(zip(ctx.names, grads))
+    if ctx.squeeze and cotangents.get("lse") is not None:
+        cotangents["lse"] = cotangents["lse"].unsqueeze(ctx.axis)
+    return cotangents
 
 
 #: The outputs of one value a slice, which the Function may return without ``axis``.
@@ -153,9 +163,7 @@ class _LogSumExpReverse(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
-        cotangents = dict(zip(ctx.names, grads))
-        if ctx.squeeze and cotangents.get("lse") is not None:
-            cotangents["lse"] = cotangents["lse"].unsqueeze(ctx.axis)
+        cotangents = _cotangents(ctx, grads)
         if not ctx.has_weights and ctx.temperature != 0.0:
             fused = _fused_vjp(ctx.saved_tensors[0], ctx.q_from_log, cotangents, ctx.axis, ctx.temperature)
             if fused is not None:
@@ -191,7 +199,7 @@ class _LogSumExpEager(torch.autograd.Function):
 
     @staticmethod
     def forward(x, axis, temperature, names, squeeze):  # type: ignore[override]
-        values = _eager_forward_kernel(x, axis, temperature, names)
+        values = _eager_forward_kernel(x, None, axis, temperature, names)
         return _without_axis(values, names, axis) if squeeze else values
 
     @staticmethod
@@ -207,12 +215,10 @@ class _LogSumExpEager(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         (saved,) = ctx.saved_tensors
-        cotangents = dict(zip(ctx.names, grads))
-        if ctx.squeeze and cotangents.get("lse") is not None:
-            cotangents["lse"] = cotangents["lse"].unsqueeze(ctx.axis)
+        cotangents = _cotangents(ctx, grads)
         grad = _fused_grad(saved, ctx.q_from_log, cotangents, ctx.axis, ctx.temperature)
         if grad is None:
-            q = torch.exp(saved) if ctx.q_from_log else saved
+            q = _rule_q(saved, ctx.q_from_log)
             grad, _ = kernel_vjp(xp, q, None, cotangents, ctx.axis, ctx.temperature)
         return grad, None, None, None, None
 
@@ -271,7 +277,7 @@ def kernel(
         else:
             values = _apply_eager(x, weights, axis, temperature, outputs, squeeze)
     else:
-        values = _forward_kernel(x, weights, axis, temperature, outputs)
+        values = _eager_forward_kernel(x, weights, axis, temperature, outputs)
         return _without_axis(values, outputs, axis) if squeeze else values
     return tuple(values[: len(outputs)])
 
