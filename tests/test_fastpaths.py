@@ -250,6 +250,57 @@ def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_one_slice_takes_numpy_steps_bitwise(dtype):
+    """A small tensor that is one slice takes :func:`_torch_one_slice` (NumPy for
+    the library-independent steps, PyTorch's ``exp``, sum and ``log1p``): bitwise
+    the generic kernel on PyTorch for every output but ``log_q`` (which keeps the
+    torch path), ties and dominant terms included, and the gradient of
+    ``logsumexp`` under ``torch.func`` (the generic kernel) bitwise ``softmax``."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+    from torch import func
+
+    rng = np.random.default_rng(17)
+    combos = [("q",), ("lse", "q"), ("lse", "sign"), ("lse", "sign", "q"), ("sign", "q")]
+    taken = 0
+    for case in range(240):
+        n = int(rng.integers(1, 3000))
+        shape, axis = [((n,), 0), ((1, n), 1), ((n, 1), 0), ((1, n, 1), 1)][case % 4]
+        values = rng.standard_normal(n) * rng.choice([0.1, 1.0, 3.0, 10.0, 40.0])
+        if case % 5 == 0:
+            values[rng.integers(n)] = values.max()  # a second tie
+        if case % 7 == 0:
+            values[0] = 60.0  # one dominant term
+        x = torch.from_numpy(values.astype(dtype)).reshape(shape)
+        t = TEMPERATURES[case % len(TEMPERATURES)]
+        outputs = combos[case % len(combos)]
+        if t <= 0:
+            continue
+        got = _fastpaths.torch_kernel(xp, x, None, axis, t, outputs)
+        taken += _fastpaths._torch_one_slice(torch, x, axis, t, outputs) is not None
+        for value, expected in zip(got, _kernel.kernel(xp, x, None, axis, t, outputs)):
+            assert value.shape == expected.shape and value.dtype == expected.dtype
+            assert torch.equal(value, expected), (n, shape, t, outputs)
+        if case % 8 == 0:
+            row = x.reshape(-1)
+            assert torch.equal(func.grad(lambda v: smoothmax.logsumexp(v))(row), smoothmax.softmax(row))
+    assert taken >= 150
+    # not taken: non-finite maxima, transposed memory, negative-bit views, subclasses
+    for special in ([1.0, INF, 0.0], [-INF] * 3, [NAN, 0.0, 1.0]):
+        x = torch.tensor(special, dtype=getattr(torch, dtype))
+        assert _fastpaths._torch_one_slice(torch, x, 0, 1.0, ("q",)) is None
+        assert _same(smoothmax.softmax(x).numpy(), _kernel.kernel(xp, x, None, 0, 1.0, ("q",))[0].numpy())
+    column = torch.arange(8, dtype=getattr(torch, dtype)).reshape(2, 4)[:, 1]
+    assert _fastpaths._torch_one_slice(torch, column, 0, 1.0, ("q",)) is None
+    assert _fastpaths._torch_one_slice(torch, torch._neg_view(torch.ones(4)), 0, 1.0, ("q",)) is None
+
+    class Logged(torch.Tensor):  # a subclass: its __torch_function__ must see the ops
+        pass
+
+    assert _fastpaths._torch_one_slice(torch, torch.ones(4).as_subclass(Logged), 0, 1.0, ("q",)) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_small_lse_is_numpys(dtype):
     """``lse`` alone of a small tensor along its last axis is NumPy's fast path on
     the tensor's memory: bitwise the generic kernel on NumPy, within 2 ulp of it on
