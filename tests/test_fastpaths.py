@@ -285,7 +285,8 @@ def test_torch_one_slice_takes_numpy_steps_bitwise(dtype):
             row = x.reshape(-1)
             assert torch.equal(func.grad(lambda v: smoothmax.logsumexp(v))(row), smoothmax.softmax(row))
     assert taken >= 150
-    # not taken: non-finite maxima, transposed memory, negative-bit views, subclasses
+    # not taken: log_q (the torch path), non-finite maxima, transposed memory, negative-bit views, subclasses
+    assert _fastpaths._torch_one_slice(torch, torch.ones(4, dtype=getattr(torch, dtype)), 0, 1.0, ("log_q", "lse")) is None
     for special in ([1.0, INF, 0.0], [-INF] * 3, [NAN, 0.0, 1.0]):
         x = torch.tensor(special, dtype=getattr(torch, dtype))
         assert _fastpaths._torch_one_slice(torch, x, 0, 1.0, ("q",)) is None

@@ -55,8 +55,8 @@ What the fast paths change is mostly how the same numbers are computed:
   on every core): the sum without the pivot is that sum less 1, and slices
   below 2 (one tie, maybe one dominant term) are summed again without the pivot
   in a ``lax.cond`` branch taken only where there are such slices that need it
-  (all of them for ``log_q``; for ``lse`` and ``q`` those whose ``lse`` is below
-  16 t, where the sum's rounding may reach it); ``+inf`` maxima take the same
+  (all of them for ``q`` and ``log_q``; for ``lse`` alone those whose ``lse`` is
+  below 16 t, where the sum's rounding may reach it); ``+inf`` maxima take the same
   formulas on ``x`` with their ``+inf`` entries set to 0 and the rest to
   ``-inf``, in a branch of their own.
   Under ``jit`` XLA compiles the two programs separately; ``log_q`` at
@@ -695,7 +695,7 @@ def eager_torch_kernel(
         return _torch_blocks(torch, xp, x, axis, temperature, outputs)
     if temperature == 1.0 and outputs == ("lse",) and x.numel() > _TORCH_SMALL:
         return (_torch_lse(torch, xp, x, axis),)
-    if x.numel() == x.shape[axis] <= _TORCH_SMALL and "log_q" not in outputs and ENABLED:
+    if x.numel() == x.shape[axis] <= _TORCH_SMALL:
         values = _torch_one_slice(torch, x, axis, temperature, outputs)
         if values is not None:
             return values
@@ -937,30 +937,26 @@ def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str
     16 float32), ``smoothmax.softmax`` ~20% faster in all (28 -> 22 us). Not
     for ``log_q``, whose extra steps made ``log_softmax`` 4-8% slower. None
     where this route does not apply (a plain contiguous CPU tensor, a finite
-    maximum)."""
-    if not _torch_numpy_readable(x):
+    maximum, no ``log_q``)."""
+    if "log_q" in outputs or not _torch_numpy_readable(x):
         return None
     array = (x.detach() if x.requires_grad else x).numpy().reshape(-1)
     index = int(array.argmax())  # the first maximum, as the generic kernel's argmax
     maximum = array[index]
     if not math.isfinite(maximum):
         return None
-    shifted = np.subtract(array, maximum)
+    scaled = np.subtract(array, maximum)  # d = (x - m) / t, then exp(d) in place
     if t != 1.0:
-        np.divide(shifted, np.asarray(t, dtype=array.dtype), out=shifted)
-    scaled = np.array(shifted) if "log_q" in outputs else shifted  # exp(d) in place where d is not needed
+        np.divide(scaled, np.asarray(t, dtype=array.dtype), out=scaled)
     torch.from_numpy(scaled).exp_()
     scaled[index] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
     rest = torch.sum(torch.from_numpy(scaled))
     reduced_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
     results: dict[str, Any] = {}
-    if "lse" in outputs or "log_q" in outputs:
+    if "lse" in outputs:
         log_sum = torch.log1p(rest).numpy()
-        if "lse" in outputs:
-            scaled_log_sum = log_sum if t == 1.0 else np.multiply(np.asarray(t, dtype=array.dtype), log_sum)
-            results["lse"] = torch.from_numpy(np.add(maximum, scaled_log_sum).reshape(reduced_shape))
-        if "log_q" in outputs:
-            results["log_q"] = torch.from_numpy(np.subtract(shifted, log_sum, out=shifted).reshape(x.shape))
+        scaled_log_sum = log_sum if t == 1.0 else np.multiply(np.asarray(t, dtype=array.dtype), log_sum)
+        results["lse"] = torch.from_numpy(np.add(maximum, scaled_log_sum).reshape(reduced_shape))
     total = 1 + rest.numpy()  # the dtype's 1 + rest (a weak Python 1)
     if "sign" in outputs:
         results["sign"] = torch.from_numpy(np.sign(total).reshape(reduced_shape))  # total >= 1
