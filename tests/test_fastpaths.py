@@ -663,6 +663,15 @@ def test_jax_fast_path_matches_generic_eagerly(dtype, one_piece_bytes, monkeypat
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _jax_jitted(kernel, key, outputs):
+    """``kernel(jnp, x, None, axis, t, outputs)`` under ``jit`` with ``axis`` and
+    ``t`` static, made once per ``key``: jit then compiles each shape, axis and
+    temperature once for every test that asks for the same key."""
+    jax, jnp = _jax()
+    return jax.jit(lambda x, axis, t: kernel(jnp, x, None, axis, t, outputs), static_argnums=(1, 2))
+
+
 @JAX_PATHS
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, monkeypatch):
@@ -673,15 +682,18 @@ def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, monkeyp
     jax, jnp = _jax()
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
     outputs = ("lse", "sign", "log_q", "q")
+    # one program per axis and temperature, which jit keeps for each shape (the
+    # random and tied inputs share theirs): the fast one traced anew for this
+    # path, the generic one shared by both (compile time is this test's cost)
+    fast = _jax_jitted(_fastpaths.jax_kernel, ("fast", one_piece_bytes), outputs)
+    generic = _jax_jitted(_kernel.kernel, ("generic",), outputs)
     failures = []
     for name, values, axis in INPUTS:
         if not _jit_compiles_it(name, values):
             continue  # compile time; the eager test covers the large shapes
         x = jnp.asarray(values.astype(dtype))
         for t in (1.0, 3.0):
-            fast = jax.jit(lambda v: _fastpaths.jax_kernel(jnp, v, None, axis, t, outputs))
-            generic = jax.jit(lambda v: _kernel.kernel(jnp, v, None, axis, t, outputs))
-            for output, a, b in zip(outputs, fast(x), generic(x)):
+            for output, a, b in zip(outputs, fast(x, axis, t), generic(x, axis, t)):
                 allowed = _jax_ulps(name, values, output, large=one_piece_bytes == 0)
                 if _same(a, b) or (allowed is not None and _within_ulps(a, b, allowed)):
                     continue

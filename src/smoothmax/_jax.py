@@ -116,8 +116,18 @@ def kernel(
     temperature: float,
     outputs: tuple[str, ...],
 ) -> tuple[Any, ...]:
-    """The kernel with its JVP registered (traceable under jit, vmap, grad)."""
-    return _logsumexp(x, weights, axis, temperature, outputs)
+    """The kernel with its JVP registered (traceable under jit, vmap, grad), as
+    one compiled program per shape (:data:`_logsumexp_compiled`)."""
+    return _logsumexp_compiled(x, weights, axis, temperature, outputs)
+
+
+# Eager calls run the kernel as one program, compiled once per shape, dtype and
+# static arguments; op by op, JAX would compile and dispatch each of its dozens
+# of operations (and the lax.cond branches) on every call: measured 5 ms a call
+# at 16 elements and 0.7 s at (4096, 1024), against 0.1 and 2 ms compiled
+# (jax.nn.logsumexp eagerly: 0.35 and 10 ms). jit of a custom_jvp function keeps
+# the rule for grad, jvp and vmap; inside a user's jit it is inlined.
+_logsumexp_compiled = jax.jit(_logsumexp, static_argnums=(2, 3, 4))
 
 
 # ---------------------------------------------------------------------------
@@ -158,10 +168,6 @@ def _logcumsumexp_jvp(primals, tangents):
     return y, _core.logcumsumexp_jvp(jnp, x, y, x_tangent)
 
 
-# The scan is many small operations: eager JAX would compile each one on its own
-# (seconds per new shape); one jit compiles them together. jit of a custom_jvp
-# function keeps the rule for grad/jvp/vmap.
-logcumsumexp = jax.jit(logcumsumexp)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -195,3 +201,12 @@ def _log_matmul_exp_jvp(primals, tangents):
     )
     tangent = _core.log_matmul_exp_jvp(jnp, a, b, row_max, column_max, a_tangent, b_tangent)
     return log_matmul_exp(a, b), tangent
+
+
+# As the kernel (_logsumexp_compiled): one compiled program per shape for eager
+# calls, the custom JVP rules kept (each rule calls the compiled function).
+# logcumsumexp's scan alone is many small operations: seconds per new shape op by op.
+logsubexp = jax.jit(logsubexp)
+logcumsumexp = jax.jit(logcumsumexp)
+logmeanexp = jax.jit(logmeanexp, static_argnums=(2,))
+log_matmul_exp = jax.jit(log_matmul_exp)
