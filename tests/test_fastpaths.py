@@ -718,6 +718,45 @@ def test_jax_fast_path_under_vmap(one_piece_bytes, monkeypatch):
         assert _same(a, b)
 
 
+def test_jax_public_functions_run_one_compiled_program():
+    """Eager calls reach the kernel (and the log-domain primitives) through one
+    ``jit``: one compiled program per shape, not dozens of operations each
+    compiled and dispatched on its own (5 ms a call at 16 elements measured
+    op by op, 0.1 ms compiled). The custom JVP survives the jit: the gradient
+    is ``softmax``, bitwise, and a second call of the same shape compiles nothing."""
+    jax, jnp = _jax()
+    x, below, other = (jnp.asarray(np.random.default_rng(3).standard_normal((3, 5)) - shift) for shift in (0, 1, 2))
+    calls = [
+        lambda v: smoothmax.logsumexp(v, axis=1, keepdims=True),
+        lambda v: smoothmax.softmax(v, axis=1),
+        lambda v: smoothmax.log_softmax(v, axis=0, temperature=2.0),
+        lambda v: smoothmax.logsubexp(v, below),
+        lambda v: smoothmax.logmeanexp(v, axis=1, keepdims=True),
+        lambda v: smoothmax.log_matmul_exp(v, v.T),
+        lambda v: smoothmax.logcumsumexp(v, axis=1),
+    ]
+    for call in calls:
+        names = [equation.primitive.name for equation in jax.make_jaxpr(call)(x).jaxpr.eqns]
+        # beside the program only layout (broadcasts of the arguments, v.T above)
+        assert names.count("jit") == 1 and set(names) <= {"jit", "broadcast_in_dim", "reshape", "transpose"}, names
+    gradient = jax.grad(lambda v: smoothmax.logsumexp(v, axis=1).sum())(x)
+    assert _same(gradient, smoothmax.softmax(x, axis=1))
+    smoothmax.logsumexp(x, axis=1)
+    with jax.log_compiles():
+        import logging
+
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logger = logging.getLogger("jax")
+        logger.addHandler(handler)
+        try:
+            smoothmax.logsumexp(other, axis=1)
+        finally:
+            logger.removeHandler(handler)
+    assert not [record for record in records if "Compiling" in record.getMessage()], records
+
+
 def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
     """Under ``vmap`` the large-array path's ``lax.cond`` predicates are taken
     over the whole batch: the conds stay conds (a batched predicate would make
