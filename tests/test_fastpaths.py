@@ -6,9 +6,9 @@ bit for bit (NaN compared as NaN) on random inputs, ties, ``+-inf``, NaN, all
 the fast paths take, several temperatures, both float dtypes, contiguous and
 outer axes, and shapes that cross NumPy's block size (PyTorch's ``lse`` alone
 on large inputs is within one ulp instead: tested on its own). JAX is compared under
-``jax.jit`` (what users run) and eagerly: XLA may round a fused program
-differently from the same program op by op, so each side runs the same way
-(under ``jit``, ``log_q`` at ``t != 1`` may still differ by one ulp: see there);
+``jax.jit``, as the public functions run it (one compiled program a shape): XLA
+may round a fused program differently from the same program op by op, so each
+side runs the same way (``log_q`` at ``t != 1`` may still differ by one ulp: see there);
 JAX sums several ties, arrays larger than one block and outer axes in another
 order: on those inputs the results agree within a few ulp.
 Then the public functions: fast paths on and off give the same arrays, the
@@ -627,42 +627,6 @@ def _jax_ulps(name, values, output, large=False):
 JAX_PATHS = pytest.mark.parametrize("one_piece_bytes", [_fastpaths._JAX_SMALL_BYTES, 0], ids=["one-piece", "large"])
 
 
-def _jit_compiles_it(name, values) -> bool:
-    """Whether :func:`test_jax_fast_path_matches_generic_under_jit` takes this input
-    (the larger ones cost compile time there)."""
-    return values.size <= 5_000 and not name.startswith("random(33")
-
-
-#: What only the eager test checks: the inputs the jit test leaves out, and the
-#: ``+inf`` maxima (eager calls take their fix-up outside a ``lax.cond``). Eager
-#: JAX compiles each operation for each new shape (~30 ms each): the other
-#: inputs, all through the same code, cost ~45 s more of the suite's time here.
-EAGER_INPUTS = [
-    (name, values, axis)
-    for name, values, axis in INPUTS
-    if not _jit_compiles_it(name, values) or np.isposinf(values).any()
-]
-
-
-@JAX_PATHS
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_fast_path_matches_generic_eagerly(dtype, one_piece_bytes, monkeypatch):
-    jax, jnp = _jax()
-    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
-    _check(
-        lambda x, axis, t, outputs: _fastpaths.jax_kernel(jnp, x, None, axis, t, outputs),
-        lambda x, axis, t, outputs: _kernel.kernel(jnp, x, None, axis, t, outputs),
-        np.asarray,
-        lambda values, dtype: jnp.asarray(values.astype(dtype)),
-        dtype,
-        # every output once (eager JAX dispatches op by op: keep it short)
-        output_sets=[("lse", "sign", "log_q", "q")],
-        temperatures=[1.0, 3.0],
-        inputs=EAGER_INPUTS,
-        ulps=functools.partial(_jax_ulps, large=one_piece_bytes == 0),
-    )
-
-
 @functools.lru_cache(maxsize=None)
 def _jax_jitted(kernel, key, outputs):
     """``kernel(jnp, x, None, axis, t, outputs)`` under ``jit`` with ``axis`` and
@@ -689,8 +653,6 @@ def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, monkeyp
     generic = _jax_jitted(_kernel.kernel, ("generic",), outputs)
     failures = []
     for name, values, axis in INPUTS:
-        if not _jit_compiles_it(name, values):
-            continue  # compile time; the eager test covers the large shapes
         x = jnp.asarray(values.astype(dtype))
         for t in (1.0, 3.0):
             for output, a, b in zip(outputs, fast(x, axis, t), generic(x, axis, t)):

@@ -4,7 +4,7 @@ Every function here has the signature of :func:`smoothmax._kernel.kernel`
 (``xp, x, weights, axis, temperature, outputs``) and returns the generic
 kernel's results: bitwise on NumPy and PyTorch (but for PyTorch's ``lse`` alone
 on small and large inputs, and ``q`` with several threads: see below), and on JAX up to
-one block (eagerly; under ``jit`` up to one ulp in ``log_q`` at ``t != 1``;
+one block (under ``jit``, as ``_jax`` runs it; up to one ulp in ``log_q`` at ``t != 1``;
 JAX sums several ties, larger arrays and outer axes in another order, see below);
 ``tests/test_fastpaths.py`` checks each backend on the special values and on
 random inputs. A fast path only takes the common
@@ -1503,22 +1503,16 @@ def jax_kernel(
     # shifted by 0 where there are no entries (all -inf: exp gives 0, not NaN)
     # and where the maximum is +inf (0 is the maximum at_positive_inf leaves)
     shift = xp.where(xp.isinf(maximum), _kernel._constant(xp, 0.0, x), maximum)
-    positive_inf = _jax_any(maximum == math.inf)
-    if not isinstance(positive_inf, jax.core.Tracer):
-        if bool(positive_inf):
-            x = at_positive_inf(x, maximum)
-        rest = sums(x, shift)
-    else:
-        # +inf maxima (rare) in a branch of their own, which keeps the selects
-        # of at_positive_inf out of the common path's sum. The branches take
-        # full-size operands and return reduced arrays only (a full-size array
-        # in or out of a lax.cond that a branch does not compute is copied).
-        rest = jax.lax.cond(positive_inf, positive_inf_sums, sums, x, shift)
-        if outputs == ("q",) and maximum.size > 1:
-            # softmax: see _jax_difference_at_limits
-            difference = _jax_difference_at_limits(xp, x, maximum, shift)
-            return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs, difference)
-        x = at_positive_inf(x, maximum)  # elementwise, fused into the outputs that read x
+    # +inf maxima (rare) in a branch of their own, which keeps the selects of
+    # at_positive_inf out of the common path's sum. The branches take full-size
+    # operands and return reduced arrays only (a full-size array in or out of a
+    # lax.cond that a branch does not compute is copied).
+    rest = jax.lax.cond(_jax_any(maximum == math.inf), positive_inf_sums, sums, x, shift)
+    if outputs == ("q",) and maximum.size > 1:
+        # softmax: see _jax_difference_at_limits
+        difference = _jax_difference_at_limits(xp, x, maximum, shift)
+        return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs, difference)
+    x = at_positive_inf(x, maximum)  # elementwise, fused into the outputs that read x
     return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs)
 
 

@@ -37,8 +37,8 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     if not refine:
         return _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
     # lse and log_q refined where one term dominates (smoothmax._refine); log_q
-    # alone asks for lse too, which the check reads. (custom_jvp traces this
-    # function even in eager calls: always the cond.)
+    # alone asks for lse too, which the check reads. (Always traced: the kernel
+    # runs under jit, _logsumexp_compiled; the cond decides at run time.)
     asked = outputs if "lse" in outputs else outputs + ("lse",)
     values = dict(zip(asked, _fast_jax_kernel(jnp, x, weights, axis, temperature, asked)))
     lse, dominated, maximum, log_sum = _refiner(axis, temperature)(x, values["lse"])
