@@ -138,7 +138,21 @@ def fma(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     return request.param
 
 
-@pytest.mark.parametrize("shape,axis,tile,segment_length", LAYOUTS + SEGMENTED[2:])
+#: The layouts the float64 test also runs with the GPU's TwoProduct off the GPU
+#: (``fma``: only the arithmetic differs; the layout code is the same): rows in
+#: one chunk and in chunks, columns in chunks, rows and columns in segments. The
+#: interpreter takes 1-6 s a launch in two-part float64 (on 2 cores).
+HARDWARE_FMA_LAYOUTS = [LAYOUTS[0], LAYOUTS[6], LAYOUTS[8], SEGMENTED[2], SEGMENTED[3]]
+
+
+def _float64_cases() -> list:
+    cases = [pytest.param(*layout, "native") for layout in LAYOUTS + SEGMENTED[2:]]
+    if not ON_GPU:
+        cases += [pytest.param(*layout, "hardware-fma") for layout in HARDWARE_FMA_LAYOUTS]
+    return cases
+
+
+@pytest.mark.parametrize("shape,axis,tile,segment_length,fma", _float64_cases(), indirect=["fma"])
 @pytest.mark.parametrize("temperature", [1.0, 0.1])
 def test_float64_is_within_one_ulp(shape, axis, tile, segment_length, temperature, fma):
     # float64 input runs in two-part arithmetic with its own exp: one rounding
