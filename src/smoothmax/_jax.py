@@ -168,8 +168,6 @@ def _logcumsumexp_jvp(primals, tangents):
     return y, _core.logcumsumexp_jvp(jnp, x, y, x_tangent)
 
 
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def logmeanexp(x: jax.Array, count: jax.Array, axis: int) -> jax.Array:
     """Log-mean-exp of ``axis`` (keepdims) with ``count`` entries, JVP registered:
