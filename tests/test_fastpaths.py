@@ -733,19 +733,22 @@ def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
                 assert _same(a, b)
 
 
+@pytest.mark.parametrize("layout", ["rows", "columns"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_large_path_sums_only_the_dominated_rows_again(dtype, monkeypatch):
-    """Along the last axis (on CPU) the large-array path sums again only the rows
-    whose sum with the ties is below 2 (``_jax_rest_of_rows``): gathered a block
-    at a time (here one or three rows a block: several blocks, the last one part
-    padding), summed without the pivot and scattered back; with most rows
-    dominated, every row in one pass. Those rows are the generic kernel's
-    bitwise; the rows between them keep ``total - 1`` (a few ulp from it,
-    ``_jax_ulps``), ties, NaN, ``-inf`` and ``+inf`` rows their limits; and under
-    ``vmap`` (the batch folded into the rows) the results are the same."""
+def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monkeypatch):
+    """Along the last axis, and along axis 0 (on CPU), the large-array path sums
+    again only the slices whose sum with the ties is below 2
+    (``_jax_rest_of_slices``): gathered a block at a time (here one or three
+    slices a block: several blocks, the last one part padding), summed without
+    the pivot and scattered back; with most slices dominated, every slice in one
+    pass. Those slices are the generic kernel's bitwise (columns: within the
+    few ulp of XLA's order of summation, ``_jax_ulps``); the slices between them
+    keep ``total - 1`` (a few ulp from it, ``_jax_ulps``), ties, NaN, ``-inf``
+    and ``+inf`` slices their limits; and under ``vmap`` (rows: the batch folded
+    into the rows; columns: one pass) the results are the same."""
     jax, jnp = _jax()
     if jax.default_backend() != "cpu":
-        pytest.skip("the blocks are the CPU path; other devices sum every row again")
+        pytest.skip("the blocks are the CPU path; other devices sum every slice again")
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
     rng = np.random.default_rng(7)
     dominated = [[0.0] + [-40.0] * 7, [5.0, 1.0, -3.0, 0.5, 2.0, -1.0, 0.0, 1.5], [-2.0] + [-30.0] * 7]
@@ -758,35 +761,50 @@ def test_jax_large_path_sums_only_the_dominated_rows_again(dtype, monkeypatch):
     ]
     rows = np.array(dominated[:1] + others[:2] + dominated[1:2] + others[2:] + dominated[2:] + dominated[:1] + others[:1])
     mostly_dominated = np.array(dominated * 3 + others[:1])
-    three_rows = 3 * 8 * np.dtype(dtype).itemsize
-    cases = [  # (block bytes, rows, the dominated ones, temperatures, under vmap too)
+    three_slices = 3 * 8 * np.dtype(dtype).itemsize
+    cases = [  # (block bytes, slices as rows, the dominated ones, temperatures, under vmap too)
         (1, rows, [0, 3, 7, 8], (1.0, 3.0), True),
-        (three_rows, rows, [0, 3, 7, 8], (1.0,), False),
+        (three_slices, rows, [0, 3, 7, 8], (1.0,), False),
         (1, mostly_dominated, list(range(9)), (3.0,), True),
     ]
     outputs = ("lse", "q", "log_q")
+    columns = layout == "columns"
+    axis = 0 if columns else 1
+
+    def as_rows(value):  # a result back in the layout of the slices as rows
+        value = np.asarray(value)
+        return value.T if columns else value
+
     for block_bytes, values, is_dominated, temperatures, with_vmap in cases:
         monkeypatch.setattr(_fastpaths, "_JAX_GATHER_BYTES", block_bytes)
-        _fastpaths._jax_rest_of_rows.cache_clear()
-        x = jnp.asarray(values.astype(dtype))
-        assert "while[" in str(jax.make_jaxpr(lambda v: _fastpaths.jax_kernel(jnp, v, None, 1, 1.0, ("lse",)))(x))
+        _fastpaths._jax_rest_of_slices.cache_clear()
+        x = jnp.asarray((values.T if columns else values).astype(dtype))
+        assert "while[" in str(jax.make_jaxpr(lambda v: _fastpaths.jax_kernel(jnp, v, None, axis, 1.0, ("lse",)))(x))
         for t in temperatures:
 
             def kernel(v, t=t):
-                return _fastpaths.jax_kernel(jnp, v, None, v.ndim - 1, t, outputs)
+                return _fastpaths.jax_kernel(jnp, v, None, axis, t, outputs)
 
             fast = jax.jit(kernel)(x)
-            for output, a, b in zip(outputs, fast, _kernel.kernel(jnp, x, None, 1, t, outputs)):
-                a, b = np.asarray(a), np.asarray(b)
-                # (x - m) / t - log_sum fuses differently in the two programs: 1 ulp
+            for output, a, b in zip(outputs, fast, _kernel.kernel(jnp, x, None, axis, t, outputs)):
+                a, b = as_rows(a), as_rows(b)
+                # (x - m) / t - log_sum fuses differently in the two programs: 1 ulp;
+                # columns are summed in XLA's order, not pairwise (_jax_ulps)
                 dominated_ulps = 1 if output == "log_q" and t != 1.0 else 0
+                if columns:
+                    dominated_ulps = 2 if output == "lse" else 8
                 assert _within_ulps(a[is_dominated], b[is_dominated], dominated_ulps), output
                 assert _within_ulps(a, b, 8), output
             if with_vmap:
-                batched = jax.jit(jax.vmap(kernel))(x.reshape(2, x.shape[0] // 2, 8))
+                half = values.shape[0] // 2
+                if columns:  # members (8, half): the columns of x in two halves
+                    batch = jnp.moveaxis(x.reshape(8, 2, half), 1, 0)
+                    batched = [jnp.moveaxis(value, 0, 1) for value in jax.jit(jax.vmap(kernel))(batch)]
+                else:
+                    batched = jax.jit(jax.vmap(kernel))(x.reshape(2, half, 8))
                 for a, b in zip(batched, fast):
                     assert _same(np.asarray(a).reshape(b.shape), b)
-    _fastpaths._jax_rest_of_rows.cache_clear()
+    _fastpaths._jax_rest_of_slices.cache_clear()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
