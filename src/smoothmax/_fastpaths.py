@@ -1471,13 +1471,24 @@ def jax_kernel(
         return _jax_small_unless_batched(axis, temperature, outputs)(x)
     import jax
 
-    def sums(x: Any, shift: Any) -> Any:
+    def sums(x: Any, shift: Any, positive_inf: bool = False) -> Any:
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
         # rounding is monotone, so a slice with 0 < total < 2 has one tie.
         # A slice with no entries has total = 0, NaN stays NaN.
         total = xp.sum(xp.exp(_jax_shifted(xp, x, shift, temperature)), axis=axis, keepdims=True)
+        if positive_inf:
+            # Slices with +inf: the generic kernel's limit takes their +inf entries
+            # as 0 (its new maximum) and the rest as -inf, so total is the count of
+            # +inf entries, each exp(0) = 1, and rest = count - 1 exactly: not
+            # summed again. (Not summed from x with at_positive_inf applied: XLA
+            # fuses no select into the reduction, and a full-size temporary in
+            # this branch is one in every call's buffer; see below.)
+            infinite = maximum == math.inf
+            total = xp.where(infinite, _jax_count_positive_inf(xp, x, axis), total)
         rest = _jax_rest_from_total(xp, total)
         again = _jax_one_tie(total)
+        if positive_inf:
+            again = again & ~infinite
         if "log_q" not in outputs and "q" not in outputs:
             # lse alone: only where total's rounding may reach lse (_jax_lse_keeps_total)
             lse = _jax_lse(xp, maximum, xp.log1p(rest), temperature)
@@ -1512,16 +1523,20 @@ def jax_kernel(
         return xp.where(maximum == math.inf, xp.where(x == math.inf, zero, neg_inf), x)
 
     def positive_inf_sums(x: Any, shift: Any) -> Any:
-        return sums(at_positive_inf(x, maximum), shift)
+        return sums(x, shift, positive_inf=True)
 
     maximum = xp.max(x, axis=axis, keepdims=True)
     # shifted by 0 where there are no entries (all -inf: exp gives 0, not NaN)
     # and where the maximum is +inf (0 is the maximum at_positive_inf leaves)
     shift = xp.where(xp.isinf(maximum), _kernel._constant(xp, 0.0, x), maximum)
-    # +inf maxima (rare) in a branch of their own, which keeps the selects of
-    # at_positive_inf out of the common path's sum. The branches take full-size
-    # operands and return reduced arrays only (a full-size array in or out of a
-    # lax.cond that a branch does not compute is copied).
+    # +inf maxima (rare) in a branch of their own, which keeps their count out
+    # of the common path's sum. The branches take full-size operands and return
+    # reduced arrays only (a full-size array in or out of a lax.cond that a
+    # branch does not compute is copied), and make no full-size temporaries:
+    # XLA sizes one buffer for every branch's, and from 32 MiB glibc maps it
+    # afresh for each call, whose pages then fault where they are used (the
+    # blocks of _jax_rest_of_slices: 535-1386 faults a call at (4096, 1024) and
+    # (32, 8, 256, 256), 0.3x the time of logsumexp there).
     rest = jax.lax.cond(_jax_any(maximum == math.inf), positive_inf_sums, sums, x, shift)
     if outputs == ("q",) and maximum.size > 1:
         # softmax: see _jax_difference_at_limits
@@ -1691,6 +1706,15 @@ def _jax_rest_of_slices(t: float, columns: bool = False) -> Any:
         return folded.reshape(axis_size, -1), True
 
     return batchable
+
+
+def _jax_count_positive_inf(xp: Any, x: Any, axis: int) -> Any:
+    """The number of ``+inf`` entries along ``axis`` (keepdims; NaN where there is
+    a NaN): ``max(sign(x - M), 0)`` is 1 on ``+inf`` and 0 on every other
+    number (``M`` the largest finite one), arithmetic that XLA fuses into the
+    reduction (a compare, a convert or a select there makes a full-size temporary)."""
+    largest = _kernel._constant(xp, float(np.finfo(x.dtype).max), x)
+    return xp.sum(xp.maximum(xp.sign(x - largest), _kernel._constant(xp, 0.0, x)), axis=axis, keepdims=True)
 
 
 def _jax_one_tie(total: Any) -> Any:
