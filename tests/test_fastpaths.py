@@ -771,6 +771,8 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
     ]
     outputs = ("lse", "q", "log_q")
     columns = layout == "columns"
+    if columns:  # the blocks' bookkeeping is the rows': one block size (suite time)
+        cases = [case for case in cases if case[0] == 1]
     axis = 0 if columns else 1
 
     def as_rows(value):  # a result back in the layout of the slices as rows
@@ -824,7 +826,6 @@ def test_jax_large_path_makes_no_full_size_temporary(dtype):
     cases = [  # 8 MiB float32 (above _JAX_SMALL_BYTES): rows and columns
         ("logsumexp", (2048, 1024), -1),
         ("logsumexp", (1024, 2048), 0),
-        ("log_softmax", (2048, 1024), -1),
     ]
     for name, shape, axis in cases:
         x = jnp.zeros(shape, dtype)

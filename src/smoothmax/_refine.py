@@ -283,16 +283,22 @@ def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) 
         shifted = wide - maximum  # exact: two float32 apart by a float64
         if t != 1.0:
             shifted = shifted / _kernel._constant(xp, t, wide)
-        # The pivot's exp(0) = 1 left out by arithmetic, not an argmax: frac(e) =
-        # e - floor(e) is every term below 1 and 0 on the ones, floor(e) counts the
-        # ones (the ties of the maximum, and near-ties whose exp rounds to 1), one
-        # of which is the pivot. Both summed in one compensated pass, the counts
-        # in the low part (each addition's error joins them there): under jit XLA
-        # fuses it into one reduction, where the argmax's select, or two sums of
-        # one exp, made a full-size float64 temporary (32 MiB at (2048, 1024)).
         scaled = xp.exp(shifted)
+        if compensated_sum is None:
+            # eager callers (the candidate slices copied out): the argmax and one sum;
+            # any order: float64's rounding is 2**-29 of a float32 ulp per term
+            return maximum, xp.sum(_without_pivot(xp, wide, scaled), axis=1, keepdims=True), None
+        # Traced (JAX, every slice): the pivot's exp(0) = 1 left out by arithmetic:
+        # frac(e) = e - floor(e) is every term below 1 and 0 on the ones, floor(e)
+        # counts the ones (the ties of the maximum, and near-ties whose exp rounds
+        # to 1), one of which is the pivot. Both summed in one compensated pass,
+        # the counts in the low part (each addition's error joins them there): XLA
+        # fuses it into one reduction, where the argmax's select, or two sums of one
+        # exp, made a full-size float64 temporary (32 MiB at (2048, 1024)), which
+        # costs every call its page faults (smoothmax._fastpaths.jax_kernel). On
+        # NumPy the compensated folds took 2x the argmax and sum: eager keeps those.
         ones = xp.floor(scaled)
-        below, count = (compensated_sum or _compensated_pairwise_sum)(xp, scaled - ones, ones)
+        below, count = compensated_sum(xp, scaled - ones, ones)
         return maximum, below + (count - _kernel._constant(xp, 1.0, count)), None
     return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum)
 
