@@ -816,7 +816,7 @@ def test_jax_large_path_makes_no_full_size_temporary(dtype):
     """XLA sizes one temporary buffer for all of a program's ``lax.cond`` branches,
     taken or not; from 32 MiB glibc maps it afresh for every call, and each of
     its pages a call touches faults (535-1510 faults a call measured before at
-    (4096, 1024) and (32, 8, 256, 256): 0.2-0.3x ``logsumexp``'s time). So no
+    (4096, 1024) and (32, 8, 256, 256): up to a quarter of ``logsumexp``'s time). So no
     branch of the large path (the count of ``+inf`` entries, the refinement in
     float64, the slices summed again) holds a full-size temporary: the
     programs' temporaries stay well below the input's size (the gathered blocks)."""

@@ -1535,8 +1535,8 @@ def jax_kernel(
     # branch does not compute is copied), and make no full-size temporaries:
     # XLA sizes one buffer for every branch's, and from 32 MiB glibc maps it
     # afresh for each call, whose pages then fault where they are used (the
-    # blocks of _jax_rest_of_slices: 535-1386 faults a call at (4096, 1024) and
-    # (32, 8, 256, 256), 0.3x the time of logsumexp there).
+    # blocks of _jax_rest_of_slices: 535-1510 faults a call at (4096, 1024) and
+    # (32, 8, 256, 256), up to a quarter of logsumexp's time there).
     rest = jax.lax.cond(_jax_any(maximum == math.inf), positive_inf_sums, sums, x, shift)
     if outputs == ("q",) and maximum.size > 1:
         # softmax: see _jax_difference_at_limits
