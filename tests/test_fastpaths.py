@@ -733,8 +733,9 @@ def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
                 assert _same(a, b)
 
 
-@pytest.mark.parametrize("layout", ["rows", "columns"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "dtype, layout", [("float32", "rows"), ("float64", "rows"), ("float32", "columns")]  # (suite time)
+)
 def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monkeypatch):
     """Along the last axis, and along axis 0 (on CPU), the large-array path sums
     again only the slices whose sum with the ties is below 2
