@@ -1497,17 +1497,13 @@ def jax_kernel(
         def sum_below(x: Any, shift: Any, rest: Any, again: Any) -> Any:
             n = x.shape[axis]
             slices = x.size // n if n else 0
-            if slices > 1 and jax.default_backend() == "cpu":
-                if axis == x.ndim - 1:  # rows
-                    matrix, columns = xp.reshape(x, (slices, n)), False
-                elif math.prod(x.shape[:axis]) == 1:  # columns: nothing before axis
-                    matrix, columns = xp.reshape(x, (n, slices)), True
-                else:
-                    matrix = None
-                if matrix is not None:
-                    shift, rest, again = (xp.reshape(value, (slices,)) for value in (shift, rest, again))
-                    rest = _jax_rest_of_slices(temperature, columns)(matrix, shift, rest, again)
-                    return xp.reshape(rest, maximum.shape)
+            # the slices as the rows of a matrix (the last axis) or its columns (nothing before axis)
+            columns = axis != x.ndim - 1
+            if slices > 1 and jax.default_backend() == "cpu" and (not columns or math.prod(x.shape[:axis]) == 1):
+                matrix = xp.reshape(x, (n, slices) if columns else (slices, n))
+                shift, rest, again = (xp.reshape(value, (slices,)) for value in (shift, rest, again))
+                rest = _jax_rest_of_slices(temperature, columns)(matrix, shift, rest, again)
+                return xp.reshape(rest, maximum.shape)
             return _jax_rest_in_one_pass(xp, x, shift, rest, again, axis, temperature)
 
         def keep(x: Any, shift: Any, rest: Any, again: Any) -> Any:
@@ -1677,11 +1673,8 @@ def _jax_rest_of_slices(t: float, columns: bool = False) -> Any:
         def by_blocks(x: Any, shift: Any, rest: Any, again: Any) -> Any:
             return jax.lax.fori_loop(0, blocks, sum_block, rest)
 
-        def whole(x: Any, shift: Any, rest: Any, again: Any) -> Any:
-            return one_pass(x, shift, rest, again)
-
         # most slices: one pass over all of them costs less than gathering them
-        return jax.lax.cond(2 * found > count, whole, by_blocks, x, shift, rest, again)
+        return jax.lax.cond(2 * found > count, one_pass, by_blocks, x, shift, rest, again)
 
     def one_pass(x: Any, shift: Any, rest: Any, again: Any) -> Any:
         # x (..., count, n) or (..., n, count), the others (..., count)

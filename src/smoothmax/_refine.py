@@ -276,7 +276,8 @@ def _extended_log_sum(xp: Any, slices: Any, t: float, compensated_sum: Any = Non
 def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> tuple[Any, Any, Any]:
     """``(m, high, low)``: the maximum of each row and the sum of the other terms
     ``exp((x - m) / t)`` (the pivot's left out) as ``high + low`` (``low`` None), keepdims:
-    in float64 for float32 rows, in double-double otherwise."""
+    in float64 for float32 rows, in double-double otherwise. ``compensated_sum`` is
+    passed by traced callers (JAX, every slice at once) and None from eager ones."""
     if slices.dtype == xp.float32 and _has_float64(xp, slices):
         wide = xp.astype(slices, xp.float64)
         maximum = xp.astype(xp.max(slices, axis=1, keepdims=True), xp.float64)
