@@ -74,6 +74,11 @@ SEGMENTED = [
 ]
 
 
+#: Rows in one chunk and in chunks, columns in chunks, rows and columns in
+#: segments: the layouts that run every variant of the arithmetic.
+FEW_LAYOUTS = [LAYOUTS[0], LAYOUTS[6], LAYOUTS[8], SEGMENTED[2], SEGMENTED[3]]
+
+
 def _ulps(actual, expected) -> float:
     """Largest distance in ulps of ``expected``'s dtype (NaN equal to NaN, equal infinities 0)."""
     actual = actual.cpu().double().numpy()
@@ -85,8 +90,15 @@ def _ulps(actual, expected) -> float:
     return float(np.nanmax(np.where(np.isnan(distance), np.inf, distance))) if distance.size else 0.0
 
 
-@pytest.mark.parametrize("shape,axis,tile,segment_length", LAYOUTS + SEGMENTED)
-@pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
+def _float32_cases() -> list:
+    """Every layout at ``t = 1`` and ``0.5``; ``t = 3`` on :data:`FEW_LAYOUTS`
+    (off the GPU: the interpreter's launches are the suite's time)."""
+    layouts = LAYOUTS + SEGMENTED
+    cases = [(*layout, t) for t in (1.0, 0.5) for layout in layouts]
+    return cases + [(*layout, 3.0) for layout in (layouts if ON_GPU else FEW_LAYOUTS)]
+
+
+@pytest.mark.parametrize("shape,axis,tile,segment_length,temperature", _float32_cases())
 def test_float32_is_the_float64_value_rounded(shape, axis, tile, segment_length, temperature):
     generator = torch.Generator().manual_seed(hash((shape, axis, tile)) % 2**31)
     x = (torch.randn(shape, generator=generator, dtype=torch.float64) * 4).float()
@@ -138,22 +150,21 @@ def fma(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     return request.param
 
 
-#: The layouts the float64 test also runs with the GPU's TwoProduct off the GPU
-#: (``fma``: only the arithmetic differs; the layout code is the same): rows in
-#: one chunk and in chunks, columns in chunks, rows and columns in segments. The
-#: interpreter takes 1-6 s a launch in two-part float64 (on 2 cores).
-HARDWARE_FMA_LAYOUTS = [LAYOUTS[0], LAYOUTS[6], LAYOUTS[8], SEGMENTED[2], SEGMENTED[3]]
-
-
 def _float64_cases() -> list:
-    cases = [pytest.param(*layout, "native") for layout in LAYOUTS + SEGMENTED[2:]]
+    """Every layout at ``t = 0.1``; ``t = 1`` on :data:`FEW_LAYOUTS` off the GPU:
+    ``t != 1`` is a compile-time branch of the kernel (``TEMPERED``), its layout
+    code the same either way, and the interpreter takes 1-6 s a launch in
+    two-part float64 (on 2 cores). Off the GPU also the GPU's TwoProduct
+    (``fma``: only the arithmetic differs), which only ``t != 1`` runs."""
+    layouts = LAYOUTS + SEGMENTED[2:]
+    cases = [pytest.param(*layout, "native", 0.1) for layout in layouts]
+    cases += [pytest.param(*layout, "native", 1.0) for layout in (layouts if ON_GPU else FEW_LAYOUTS)]
     if not ON_GPU:
-        cases += [pytest.param(*layout, "hardware-fma") for layout in HARDWARE_FMA_LAYOUTS]
+        cases += [pytest.param(*layout, "hardware-fma", 0.1) for layout in FEW_LAYOUTS]
     return cases
 
 
-@pytest.mark.parametrize("shape,axis,tile,segment_length,fma", _float64_cases(), indirect=["fma"])
-@pytest.mark.parametrize("temperature", [1.0, 0.1])
+@pytest.mark.parametrize("shape,axis,tile,segment_length,fma,temperature", _float64_cases(), indirect=["fma"])
 def test_float64_is_within_one_ulp(shape, axis, tile, segment_length, temperature, fma):
     # float64 input runs in two-part arithmetic with its own exp: one rounding
     # at the end (the generic kernel's q errs by ~|x - m| u, up to 15 ulp here)
