@@ -832,13 +832,15 @@ def test_jax_large_path_makes_no_full_size_temporary(dtype):
     (4096, 1024) and (32, 8, 256, 256): up to a quarter of ``logsumexp``'s time). So no
     branch of the large path (the count of ``+inf`` entries, the refinement in
     float64, the slices summed again) holds a full-size temporary: the
-    programs' temporaries stay well below the input's size (the gathered blocks)."""
+    programs' temporaries stay well below the input's size (the gathered blocks;
+    the refinement along a middle axis had a transposed copy: 1.0x the input)."""
     jax, jnp = _jax()
     if jax.default_backend() != "cpu":
         pytest.skip("the temporaries measured are the CPU program's")
-    cases = [  # 8 MiB float32 (above _JAX_SMALL_BYTES): rows and columns
+    cases = [  # 8 MiB float32 (above _JAX_SMALL_BYTES): rows, columns and a middle axis
         ("logsumexp", (2048, 1024), -1),
         ("logsumexp", (1024, 2048), 0),
+        ("logsumexp", (16, 1024, 128), 1),
     ]
     for name, shape, axis in cases:
         x = jnp.zeros(shape, dtype)

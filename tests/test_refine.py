@@ -62,6 +62,24 @@ def test_only_dominated_slices_change(xp, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dominated_slices_refined_along_a_middle_axis(xp, dtype):
+    """The same slices along a middle axis (JAX refines every slice in place
+    there, no transposed copy): ``lse`` and ``log_softmax``'s pivot entry within
+    the bounds of the rows' tests."""
+    rows = rows_mixed().astype(dtype)
+    middle = np.moveaxis(rows.reshape(2, 3, 100), 2, 1)  # middle[i, :, j] is rows[3 i + j]
+    array = xp.asarray(middle, dtype)
+    lse = xp.to_numpy(sm.logsumexp(array, axis=1)).astype(np.float64).reshape(-1)
+    log_q = np.moveaxis(xp.to_numpy(sm.log_softmax(array, axis=1)).astype(np.float64), 1, 2).reshape(6, 100)
+    for row in (1, 3, 5):
+        exact = exact_lse(rows[row])
+        assert ulps(lse[row], exact, dtype) <= (1.0 if dtype == "float32" else 1.5), row
+        pivot = int(np.argmax(rows[row]))
+        expected = mpmath.mpf(float(rows[row][pivot])) - exact
+        assert ulps(log_q[row][pivot], expected, dtype) <= (2.0 if xp.name in ("torch", "jax") else 1.0), row
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_log_softmax_refined_on_the_same_slices(xp, dtype):
     """``log_softmax`` takes the refined ``log1p(rest)`` on the slices where
     ``lse`` is refined: its pivot entry ``-log1p(rest)`` within 1 ulp of exact

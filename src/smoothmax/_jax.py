@@ -50,8 +50,8 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     return tuple(values[name] for name in outputs)
 
 
-def _compensated_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
-    """``sum(high + low, axis=1)`` (keepdims) as ``(high, low)``: one ``lax.reduce``
+def _compensated_sum(xp: Any, high: Any, low: Any, axis: int) -> tuple[Any, Any]:
+    """``sum(high + low, axis=axis)`` (keepdims) as ``(high, low)``: one ``lax.reduce``
     whose combiner adds the TwoSum error of each addition into the low part, in
     whatever order XLA takes (the folds of the generic version compile ~3x slower)."""
 
@@ -60,8 +60,8 @@ def _compensated_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
         return total, a[1] + b[1] + _refine.two_sum_error(jnp, a[0], b[0], total)
 
     zero = jnp.zeros((), high.dtype)
-    total, error = jax.lax.reduce((high, low), (zero, zero), combine, (1,))
-    return total[:, None], error[:, None]
+    total, error = jax.lax.reduce((high, low), (zero, zero), combine, (axis,))
+    return jnp.expand_dims(total, axis), jnp.expand_dims(error, axis)
 
 
 @functools.lru_cache(maxsize=None)

@@ -117,7 +117,7 @@ def refine_everywhere(
     """:func:`refine_outputs` without copying slices out (for traced arrays): every
     slice is recomputed, and kept where it needs refining. The caller runs it
     only where some ``|lse|`` is below the candidate bound (:func:`candidates`).
-    ``compensated_sum(xp, high, low)``: as :func:`_compensated_pairwise_sum` (JAX
+    ``compensated_sum(xp, high, low, axis)``: as :func:`_compensated_pairwise_sum` (JAX
     passes one ``lax.reduce``, which compiles faster than the folds).
 
     Returns reduced arrays only (one value a slice, in the slices' order, shape
@@ -125,9 +125,12 @@ def refine_everywhere(
     two in ``x``'s dtype for :func:`refine_log_q`, which patches ``log_q``
     elementwise outside the caller's branch."""
     t = temperature
-    slices = _slices(xp, x, axis)
     kept = xp.reshape(lse, (-1, 1))
-    maximum, log_sum = _extended_log_sum(xp, slices, t, compensated_sum)
+    # along axis in place: the slices as rows (_slices) would transpose a middle
+    # axis into a full-size temporary, which in a lax.cond branch costs every call
+    # (smoothmax._fastpaths.jax_kernel); the reduced results are in the slices' order
+    maximum, log_sum = _extended_log_sum(xp, x, t, compensated_sum, axis)
+    maximum, log_sum = (xp.reshape(value, (-1, 1)) for value in (maximum, log_sum))
     narrow_maximum = xp.astype(maximum, x.dtype)
     dominated = _dominated(xp, kept, narrow_maximum, t)
     value = _lse_from(xp, maximum, log_sum, t)
@@ -262,25 +265,31 @@ def _dominated(xp: Any, lse: Any, maximum: Any, t: float) -> Any:
     )
 
 
-def _extended_log_sum(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> tuple[Any, Any]:
-    """``(m, log(sum(exp((x - m) / t))))`` of float rows with finite maxima (keepdims),
-    to about one rounding: float32 rows in float64, float64 in double-double (the
-    sum's low part to first order: ``log1p(hi + lo) ~ log1p(hi) + lo / (1 + hi)``)."""
-    maximum, rest_high, rest_low = _extended_rest(xp, slices, t, compensated_sum)
+def _extended_log_sum(
+    xp: Any, slices: Any, t: float, compensated_sum: Any = None, axis: int = 1
+) -> tuple[Any, Any]:
+    """``(m, log(sum(exp((x - m) / t))))`` of float rows (slices along ``axis``) with
+    finite maxima (keepdims), to about one rounding: float32 rows in float64,
+    float64 in double-double (the sum's low part to first order:
+    ``log1p(hi + lo) ~ log1p(hi) + lo / (1 + hi)``)."""
+    maximum, rest_high, rest_low = _extended_rest(xp, slices, t, compensated_sum, axis)
     log_sum = xp.log1p(rest_high)
     if rest_low is not None:
         log_sum = log_sum + rest_low / (_kernel._constant(xp, 1.0, rest_high) + rest_high)
     return maximum, log_sum
 
 
-def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) -> tuple[Any, Any, Any]:
-    """``(m, high, low)``: the maximum of each row and the sum of the other terms
-    ``exp((x - m) / t)`` (the pivot's left out) as ``high + low`` (``low`` None), keepdims:
-    in float64 for float32 rows, in double-double otherwise. ``compensated_sum`` is
-    passed by traced callers (JAX, every slice at once) and None from eager ones."""
+def _extended_rest(
+    xp: Any, slices: Any, t: float, compensated_sum: Any = None, axis: int = 1
+) -> tuple[Any, Any, Any]:
+    """``(m, high, low)``: the maximum of each row (slice along ``axis``) and the sum
+    of the other terms ``exp((x - m) / t)`` (the pivot's left out) as ``high +
+    low`` (``low`` None), keepdims: in float64 for float32 rows, in double-double
+    otherwise. ``compensated_sum`` is passed by traced callers (JAX, every slice
+    at once, any ``axis``) and None from eager ones (rows: ``axis`` 1)."""
     if slices.dtype == xp.float32 and _has_float64(xp, slices):
         wide = xp.astype(slices, xp.float64)
-        maximum = xp.astype(xp.max(slices, axis=1, keepdims=True), xp.float64)
+        maximum = xp.astype(xp.max(slices, axis=axis, keepdims=True), xp.float64)
         shifted = wide - maximum  # exact: two float32 apart by a float64
         if t != 1.0:
             shifted = shifted / _kernel._constant(xp, t, wide)
@@ -288,7 +297,7 @@ def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) 
         if compensated_sum is None:
             # eager callers (the candidate slices copied out): the argmax and one sum;
             # any order: float64's rounding is 2**-29 of a float32 ulp per term
-            return maximum, xp.sum(_without_pivot(xp, wide, scaled), axis=1, keepdims=True), None
+            return maximum, xp.sum(_without_pivot(xp, wide, scaled, axis), axis=axis, keepdims=True), None
         # Traced (JAX, every slice): the pivot's exp(0) = 1 left out by arithmetic:
         # frac(e) = e - floor(e) is every term below 1 and 0 on the ones, floor(e)
         # counts the ones (the ties of the maximum, and near-ties whose exp rounds
@@ -299,9 +308,9 @@ def _extended_rest(xp: Any, slices: Any, t: float, compensated_sum: Any = None) 
         # costs every call its page faults (smoothmax._fastpaths.jax_kernel). On
         # NumPy the compensated folds took 2x the argmax and sum: eager keeps those.
         ones = xp.floor(scaled)
-        below, count = compensated_sum(xp, scaled - ones, ones)
+        below, count = compensated_sum(xp, scaled - ones, ones, axis)
         return maximum, below + (count - _kernel._constant(xp, 1.0, count)), None
-    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum)
+    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum, axis)
 
 
 def _has_float64(xp: Any, like: Any) -> bool:
@@ -316,10 +325,10 @@ def _has_float64(xp: Any, like: Any) -> bool:
     return probe.dtype == xp.float64
 
 
-def _without_pivot(xp: Any, slices: Any, terms: Any) -> Any:
-    """``terms`` with the pivot's (first arg max of each row) set to 0."""
-    index = xp.argmax(slices, axis=1, keepdims=True)
-    pivot = _kernel._pivot_mask(xp, index, 1, slices.shape[1], 2)
+def _without_pivot(xp: Any, slices: Any, terms: Any, axis: int = 1) -> Any:
+    """``terms`` with the pivot's (first arg max of each slice along ``axis``) set to 0."""
+    index = xp.argmax(slices, axis=axis, keepdims=True)
+    pivot = _kernel._pivot_mask(xp, index, axis, slices.shape[axis], slices.ndim)
     return xp.where(pivot, _kernel._constant(xp, 0.0, terms), terms)
 
 
@@ -348,9 +357,9 @@ def _two_product_error(xp: Any, a: Any, b: float, product: Any) -> Any:
     return ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
-def _double_double_rest(xp: Any, slices: Any, t: float, compensated_sum: Any) -> tuple[Any, Any, Any]:
+def _double_double_rest(xp: Any, slices: Any, t: float, compensated_sum: Any, axis: int) -> tuple[Any, Any, Any]:
     """:func:`_extended_rest` in the rows' own dtype, carrying each rounding error."""
-    maximum = xp.max(slices, axis=1, keepdims=True)
+    maximum = xp.max(slices, axis=axis, keepdims=True)
     zero = _kernel._constant(xp, 0.0, slices)
     # -inf entries (exp gives 0) carry no error; finite stand-ins keep inf - inf out
     finite = xp.isfinite(slices)
@@ -372,14 +381,14 @@ def _double_double_rest(xp: Any, slices: Any, t: float, compensated_sum: Any) ->
         error = xp.where(xp.isfinite(error), error, zero)
         shifted = xp.where(finite, quotient, shifted)
     high = xp.exp(shifted)
-    terms_high = _without_pivot(xp, slices, high)
-    terms_low = _without_pivot(xp, slices, high * error)
-    rest_high, rest_low = compensated_sum(xp, terms_high, terms_low)
+    terms_high = _without_pivot(xp, slices, high, axis)
+    terms_low = _without_pivot(xp, slices, high * error, axis)
+    rest_high, rest_low = compensated_sum(xp, terms_high, terms_low, axis)
     return maximum, rest_high, rest_low
 
 
-def _compensated_pairwise_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
-    """``sum(high + low, axis=1)`` as ``(high, low)`` parts: the folds of
+def _compensated_pairwise_sum(xp: Any, high: Any, low: Any, axis: int) -> tuple[Any, Any]:
+    """``sum(high + low, axis=axis)`` (keepdims) as ``(high, low)`` parts: the folds of
     :func:`smoothmax._kernel.pairwise_sum`, each addition's rounding error
     (TwoSum) added into the low parts."""
 
@@ -388,6 +397,7 @@ def _compensated_pairwise_sum(xp: Any, high: Any, low: Any) -> tuple[Any, Any]:
         return total, a[1] + b[1] + two_sum_error(xp, a[0], b[0], total)
 
     def rows(parts: tuple[Any, Any], start: int, stop: int) -> tuple[Any, Any]:
-        return parts[0][:, start:stop], parts[1][:, start:stop]
+        where = (slice(None),) * axis + (slice(start, stop),)
+        return parts[0][where], parts[1][where]
 
-    return _kernel.fold_in_halves((high, low), high.shape[1], rows, add)
+    return _kernel.fold_in_halves((high, low), high.shape[axis], rows, add)
