@@ -746,10 +746,10 @@ def test_jax_large_path_under_vmap_keeps_its_conds(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "dtype, layout", [("float32", "rows"), ("float64", "rows"), ("float32", "columns")]  # (suite time)
+    "dtype, layout", [("float32", "rows"), ("float64", "rows"), ("float32", "columns"), ("float32", "middle")]
 )
 def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monkeypatch):
-    """Along the last axis, and along axis 0 (on CPU), the large-array path sums
+    """Along the last axis, along axis 0 and along a middle axis (on CPU), the large-array path sums
     again only the slices whose sum with the ties is below 2
     (``_jax_rest_of_slices``): gathered a block at a time (here one or three
     slices a block: several blocks, the last one part padding), summed without
@@ -758,7 +758,7 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
     few ulp of XLA's order of summation, ``_jax_ulps``); the slices between them
     keep ``total - 1`` (a few ulp from it, ``_jax_ulps``), ties, NaN, ``-inf``
     and ``+inf`` slices their limits; and under ``vmap`` (rows: the batch folded
-    into the rows; columns: one pass) the results are the same."""
+    into the rows; columns and a middle axis: one pass) the results are the same."""
     jax, jnp = _jax()
     if jax.default_backend() != "cpu":
         pytest.skip("the blocks are the CPU path; other devices sum every slice again")
@@ -783,19 +783,30 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
         (1, mostly_dominated, list(range(9)), (3.0,), True),
     ]
     outputs = ("lse", "q", "log_q")
-    columns = layout == "columns"
+    columns = layout != "rows"  # the slices as columns: of a matrix, or of 2 matrices stacked (middle)
     if columns:  # the blocks' bookkeeping is the rows': one block size (suite time)
         cases = [case for case in cases if case[0] == 1]
-    axis = 0 if columns else 1
+    if layout == "middle":  # gathered from slices of 8 on, where at most a quarter need it
+        monkeypatch.setattr(_fastpaths, "_JAX_MIDDLE_GATHER_FROM", 8)
+        four_more = np.concatenate([rows, rng.standard_normal((4, 8)) * 0.1])  # sums near 8
+        cases = [(1, four_more, [0, 3, 9, 10], (1.0, 3.0), True), cases[-1]]
+    axis = 1 if layout != "columns" else 0
+
+    def in_layout(rows):  # the slices (rows of 8) in the layout tested
+        if layout == "middle":
+            return np.moveaxis(rows.reshape(2, -1, 8), 2, 1)
+        return rows.T if columns else rows
 
     def as_rows(value):  # a result back in the layout of the slices as rows
         value = np.asarray(value)
+        if layout == "middle":
+            return np.moveaxis(value, 1, 2).reshape(-1, value.shape[1])
         return value.T if columns else value
 
     for block_bytes, values, is_dominated, temperatures, with_vmap in cases:
         monkeypatch.setattr(_fastpaths, "_JAX_GATHER_BYTES", block_bytes)
         _fastpaths._jax_rest_of_slices.cache_clear()
-        x = jnp.asarray((values.T if columns else values).astype(dtype))
+        x = jnp.asarray(in_layout(values).astype(dtype))
         assert "while[" in str(jax.make_jaxpr(lambda v: _fastpaths.jax_kernel(jnp, v, None, axis, 1.0, ("lse",)))(x))
         for t in temperatures:
 
@@ -808,13 +819,15 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
                 # (x - m) / t - log_sum fuses differently in the two programs: 1 ulp;
                 # columns are summed in XLA's order, not pairwise (_jax_ulps)
                 dominated_ulps = 1 if output == "log_q" and t != 1.0 else 0
-                if columns:
+                if columns:  # the generic kernel's own order differs there
                     dominated_ulps = 2 if output == "lse" else 8
                 assert _within_ulps(a[is_dominated], b[is_dominated], dominated_ulps), output
                 assert _within_ulps(a, b, 8), output
             if with_vmap:
                 half = values.shape[0] // 2
-                if columns:  # members (8, half): the columns of x in two halves
+                if layout == "middle":  # members: x twice
+                    batched = [value[1] for value in jax.jit(jax.vmap(kernel))(jnp.stack([x, x]))]
+                elif columns:  # members (8, half): the columns of x in two halves
                     batch = jnp.moveaxis(x.reshape(8, 2, half), 1, 0)
                     batched = [jnp.moveaxis(value, 0, 1) for value in jax.jit(jax.vmap(kernel))(batch)]
                 else:
