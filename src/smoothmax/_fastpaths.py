@@ -1658,10 +1658,11 @@ def _jax_rest_of_slices(t: float, layout: str = "rows") -> Any:
     ``_JAX_MIDDLE_GATHER_FROM`` long: ``logsumexp`` along axis 1 of (64, 1024,
     64), (32, 1024, 64), (4, 1024, 1024), (8, 1024, 512), (64, 2048, 32) and
     axis 2 of (8, 4, 1024, 128) 0.49-0.82x the time of summing every slice again
-    (2.0-2.5x ``jax.nn`` before, 1.1-1.7x after), (256, 1024, 16) 1.00x. Under ``vmap`` the batch is folded into the
-    rows (a batched loop predicate would run every block for every member);
-    batched columns take the one pass. Measured on CPU, and taken there only: on a GPU each step
-    of a ``lax.while_loop`` waits on the device for its predicate, and the
+    (2.0-2.5x ``jax.nn`` before, 1.1-1.7x after), (256, 1024, 16) 1.00x.
+    Under ``vmap`` the batch is folded into the rows (a batched loop predicate
+    would run every block for every member); batched columns and middle axes
+    take the one pass. Measured on CPU, and taken there only: on a GPU each
+    step of a ``lax.while_loop`` waits on the device for its predicate, and the
     one pass it replaces is short there."""
     import jax
     import jax.numpy as jnp
@@ -1707,7 +1708,7 @@ def _jax_rest_of_slices(t: float, layout: str = "rows") -> Any:
 
         # most slices: one pass over all of them costs less than gathering them
         # (nor is the list of them made then: a scan and a scatter over every slice);
-        # a middle axis's slices, gathered an element a matrix row at a time, from a quarter
+        # a middle axis's gather costs more per element: the one pass from a quarter on
         share = 4 if layout == "middle" else 2
         return jax.lax.cond(share * found > count, one_pass, by_blocks, x, shift, rest, again)
 
