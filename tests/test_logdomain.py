@@ -450,6 +450,26 @@ def test_logcumsumexp_no_overflow_and_inf_entries(xp):
     np.testing.assert_array_equal(got[3], [0.0, NAN, NAN, NAN])
 
 
+def test_dask_logcumsumexp_is_a_few_tasks_a_chunk():
+    """On Dask each chunk is scanned once and then merged with the state of the
+    chunks before it: a few tasks a chunk (the generic scan sliced the array
+    down to single entries: 55 000 tasks for 1000 entries in two chunks), the
+    NumPy values within an ulp (another order of merging), special values exact."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(23)
+    values = rng.normal(0, 5, (3, 1000))
+    values[0, :10] = -INF  # an empty prefix across the first chunk
+    values[1, 400] = INF
+    values[2, 700] = NAN
+    x = da.from_array(values, chunks=(2, (300, 300, 399, 1)))
+    result = sm.logcumsumexp(x)
+    assert len(result.__dask_graph__()) <= 10 * x.npartitions
+    got, expected = result.compute(scheduler="synchronous"), sm.logcumsumexp(values)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(got[~finite], expected[~finite])
+    np.testing.assert_array_max_ulp(got[finite], expected[finite], maxulp=1)
+
+
 def logcumsumexp_gradient_reference(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """d/dx_j sum_i w_i y_i = sum_{i >= j} w_i e^{x_j - y_i}, in mpmath; -inf entries get 0."""
     prefixes = exact_prefixes(values)

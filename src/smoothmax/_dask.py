@@ -412,3 +412,60 @@ def logmeanexp(x: da.Array, count: da.Array, axis: int) -> da.Array:
     wide = xp.astype(x, rest.dtype)
     value = _core.finish_logmeanexp(xp, wide, xp.astype(count, rest.dtype), axis, maximum, rest)
     return xp.astype(value, x.dtype)
+
+
+# --------------------------------------------------------------------------
+# logcumsumexp: each block scanned once, then its prefix of earlier blocks
+# --------------------------------------------------------------------------
+
+
+def logcumsumexp(x: da.Array) -> da.Array:
+    """``logcumsumexp`` primitive along the last axis: each block's streaming
+    states ``(maximum, rest)`` scanned on NumPy
+    (``_logdomain_core.associative_scan``), the states at the ends of the blocks
+    scanned across the blocks (one small array), and each block's states merged
+    with the states of all the blocks before it, then finalized. Each input chunk
+    feeds one task; the generic scan slices a Dask array down to single entries
+    (55 000 tasks and 8 s for 1000 entries in two chunks)."""
+    if x.shape[-1] == 0 or x.numblocks[-1] == 1:
+        return x.map_blocks(partial(_core.logcumsumexp_forward, np), dtype=x.dtype)
+    last = x.ndim - 1
+    states = x.map_blocks(_block_states, new_axis=0, chunks=((2,), *x.chunks), dtype=x.dtype)
+    ends = np.cumsum(x.chunks[-1]) - 1
+    totals = states[..., ends].rechunk({last + 1: -1})
+    before = totals.map_blocks(_states_before, dtype=x.dtype).rechunk({last + 1: 1})
+    # block i of the result from block i of each (their last axes differ in length)
+    index = "".join(chr(ord("a") + axis) for axis in range(x.ndim))
+    return da.blockwise(
+        _merge_and_finalize, index, before, "z" + index, states, "z" + index,
+        concatenate=True, align_arrays=False, adjust_chunks={index[-1]: x.chunks[-1]}, dtype=x.dtype,
+    )
+
+
+def _block_states(block: np.ndarray) -> np.ndarray:
+    """The inclusive scan of one block's states, stacked ``(maximum, rest)``."""
+    merge = partial(_merge_stacked_states, np)
+    return np.stack(_core.associative_scan(np, merge, (block, np.zeros_like(block))))
+
+
+def _states_before(totals: np.ndarray) -> np.ndarray:
+    """The exclusive scan of the blocks' total states (stacked, blocks along the
+    last axis): for each block, the state of every block before it (the first
+    block: the empty state, maximum ``-inf`` and rest 0)."""
+    merge = partial(_merge_stacked_states, np)
+    maximum, rest = _core.associative_scan(np, merge, (totals[0], totals[1]))
+    empty = np.full_like(maximum[..., :1], -math.inf)
+    return np.stack(
+        [np.concatenate([empty, maximum[..., :-1]], axis=-1), np.concatenate([np.zeros_like(empty), rest[..., :-1]], axis=-1)]
+    )
+
+
+def _merge_stacked_states(xp: Any, earlier: tuple[Any, Any], later: tuple[Any, Any]) -> tuple[Any, Any]:
+    return merge_parts(xp, earlier[0], earlier[1], later[0], later[1])
+
+
+def _merge_and_finalize(before: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """One block's prefixes: the state of the blocks before it (one entry along
+    the last axis, broadcast) merged into each of its own, finalized."""
+    maximum, rest = merge_parts(np, before[0], before[1], states[0], states[1])
+    return finalize_parts(np, maximum, rest)
