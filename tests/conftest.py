@@ -58,8 +58,8 @@ class Backend:
         if self.name == "torch":
             tensor = self.module.from_numpy(array.copy())
             return tensor.to(self.dtypes[dtype])
-        if self.name == "jax":
-            return self.module.asarray(array).astype(self.dtypes[dtype])
+        if self.name == "jax":  # rounded on the host: no conversion program compiled per shape
+            return self.module.asarray(array.astype(self.module.dtype(self.dtypes[dtype])))
         if self.name == "dask":
             return self.module.from_array(array.astype(dtype), chunks=_two_chunks(array.shape))
         return self.module.asarray(array.astype(dtype) if dtype != "bfloat16" else array, dtype=self.dtypes[dtype])
