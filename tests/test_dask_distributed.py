@@ -35,9 +35,10 @@ def test_logsumexp_and_softmax_on_a_local_process_cluster():
         total_lse = smoothmax.logsumexp(x)
         p = smoothmax.softmax(x, axis=1)
         log_p = smoothmax.log_softmax(x, axis=1)
-        assert all(isinstance(value, da.Array) for value in (row_lse, total_lse, p, log_p))
-        values, row_got, total_got, p_got, log_p_got = client.compute(
-            [x, row_lse, total_lse, p, log_p], sync=True
+        prefixes = smoothmax.logcumsumexp(x, axis=1)  # each chunk's scan merged with the earlier chunks' state
+        assert all(isinstance(value, da.Array) for value in (row_lse, total_lse, p, log_p, prefixes))
+        values, row_got, total_got, p_got, log_p_got, prefixes_got = client.compute(
+            [x, row_lse, total_lse, p, log_p, prefixes], sync=True
         )
         assert len(client.scheduler_info()["workers"]) == 2
         # the tasks did run in the worker processes: the reduction's tasks are in their logs
@@ -55,3 +56,5 @@ def test_logsumexp_and_softmax_on_a_local_process_cluster():
     assert ulps(p_got, smoothmax.softmax(values, axis=1)) <= 2.0
     assert ulps(log_p_got, smoothmax.log_softmax(values, axis=1)) <= 1.0
     np.testing.assert_allclose(p_got.sum(axis=1), 1.0, rtol=1e-13)
+    # the prefixes merge states in another order than NumPy's one scan: a few ulp
+    assert ulps(prefixes_got, smoothmax.logcumsumexp(values, axis=1)) <= 2.0
