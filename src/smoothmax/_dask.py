@@ -443,25 +443,21 @@ def logcumsumexp(x: da.Array) -> da.Array:
 
 
 def _block_states(block: np.ndarray) -> np.ndarray:
-    """The inclusive scan of one block's states, stacked ``(maximum, rest)``."""
-    merge = partial(_merge_stacked_states, np)
-    return np.stack(_core.associative_scan(np, merge, (block, np.zeros_like(block))))
+    """The states of one block's prefixes, stacked ``(maximum, rest)``."""
+    return np.stack(_core.prefix_states(np, block))
 
 
 def _states_before(totals: np.ndarray) -> np.ndarray:
     """The exclusive scan of the blocks' total states (stacked, blocks along the
     last axis): for each block, the state of every block before it (the first
     block: the empty state, maximum ``-inf`` and rest 0)."""
-    merge = partial(_merge_stacked_states, np)
-    maximum, rest = _core.associative_scan(np, merge, (totals[0], totals[1]))
+    maximum, rest = _core.associative_scan(
+        np, lambda earlier, later: merge_parts(np, *earlier, *later), (totals[0], totals[1])
+    )
     empty = np.full_like(maximum[..., :1], -math.inf)
     return np.stack(
         [np.concatenate([empty, maximum[..., :-1]], axis=-1), np.concatenate([np.zeros_like(empty), rest[..., :-1]], axis=-1)]
     )
-
-
-def _merge_stacked_states(xp: Any, earlier: tuple[Any, Any], later: tuple[Any, Any]) -> tuple[Any, Any]:
-    return merge_parts(xp, earlier[0], earlier[1], later[0], later[1])
 
 
 def _merge_and_finalize(before: np.ndarray, states: np.ndarray) -> np.ndarray:

@@ -171,10 +171,13 @@ def logcumsumexp_forward(xp: Any, x: Any) -> Any:
     with ``-inf`` entries and dominant terms, ``O(n)`` work."""
     if x.shape[-1] == 0:
         return x
-    maximum, rest = associative_scan(
-        xp, lambda e, l: _merge_states(e, l, xp), (x, xp.zeros_like(x))
-    )
-    return finalize_parts(xp, maximum, rest)
+    return finalize_parts(xp, *prefix_states(xp, x))
+
+
+def prefix_states(xp: Any, x: Any) -> tuple[Any, Any]:
+    """``(maximum, rest)``: the streaming state of every prefix along the last axis
+    (:func:`associative_scan` of the merge), not yet finalized."""
+    return associative_scan(xp, lambda e, l: _merge_states(e, l, xp), (x, xp.zeros_like(x)))
 
 
 def logcumsumexp_coefficients(xp: Any, x: Any, y: Any) -> tuple[Any, Any]:
