@@ -912,6 +912,78 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
     assert _same(lse_gradient, jax.jit(lambda v: smoothmax.softmax(v, axis=1))(x))
 
 
+@JAX_PATHS
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_nan_reaches_every_output_where_xla_maximum_skips_it(dtype, one_piece_bytes, monkeypatch):
+    """XLA's CPU maximum (JAX 0.10's YNNPACK fusions, arrays of more than a few
+    hundred elements) skips NaN: ``jnp.max`` of a row ``[nan, 0, ...]`` is 0
+    there, and the elementwise ``maximum(nan, 0)`` in such a fusion is 0. A
+    slice with NaN still gives NaN in every output (``semantics.md``), with or
+    without ``+inf`` beside it, on both paths (was: ``log(8)`` for ``[nan] + [0]
+    * 7`` in 900 such rows, ``+inf`` for ``[nan, inf, ...]`` on the large-array
+    path)."""
+    jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
+    for shape in ((900, 8), (64, 1000)):
+        rows = np.random.default_rng(5).standard_normal(shape).astype(dtype)
+        rows[0, 0] = rows[1, 0] = rows[2, -1] = NAN
+        rows[1, 1] = INF
+        x = jnp.asarray(rows)
+        assert not np.isnan(np.asarray(jax.jit(lambda v: jnp.max(v, axis=1))(x))[0]) or shape == (64, 1000)
+        functions = {
+            "logsumexp": (smoothmax.logsumexp, lambda v: v),
+            "softmax": (smoothmax.softmax, lambda v: v[:, 1:2]),
+            "log_softmax": (smoothmax.log_softmax, lambda v: v[:, 1:2]),
+            "gradient": (jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=1))), lambda v: v[:, 1:2]),
+        }
+        for name, (function, entries) in functions.items():
+            values = np.asarray(entries(jax.jit(lambda v, function=function: function(v, axis=1) if name != "gradient" else function(v))(x)))
+            assert np.isnan(values[:3]).all(), (shape, name, values[:3])
+            assert not np.isnan(values[3:]).any(), (shape, name)
+
+
+def test_jax_small_float32_refines_without_a_cond():
+    """Small float32 arrays (``_JAX_WIDE_FLOAT32_ELEMENTS``) take ``lse`` and
+    ``log_q`` from a float64 sum on every slice, with no ``lax.cond`` in the
+    program (its untaken branch costs 5-12 us a call there); float64 keeps the
+    refinement's cond. Under ``vmap`` a batch still that small takes the same
+    route, a larger one the kernel and the refinement: either way the dominant
+    rows' ``lse`` is within one ulp of mpmath, ``log_softmax``'s pivot entry
+    within two (where the refinement runs: on the slices it refines), the special rows keep ``semantics.md``'s values, and the gradient
+    of ``logsumexp`` is bitwise ``softmax``."""
+    jax, jnp = _jax()
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+
+    def program(dtype, n):
+        x = jnp.zeros((n,), dtype)
+        return str(jax.make_jaxpr(jax.jit(lambda v: smoothmax.logsumexp(v)))(x))
+
+    assert "cond[" not in program("float32", 16) and "cond[" not in program("float32", 1000)
+    assert "cond[" in program("float64", 16) and "cond[" in program("float32", 4096)
+    maxima = [0.0, 1e-3, 0.5, -0.5, -2.0, 5.0]
+    dominant = [[m] + [m - 30.0] * 5 + [m - 12.0, m - 9.0] for m in maxima]
+    special = [[NAN] + [0.0] * 7, [-INF] * 8, [1.0, INF, 0.0, INF] * 2]
+    rows = np.array(dominant + special, dtype=np.float32)
+    exact = [mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in row)) for row in rows[: len(maxima)]]
+    expected = np.asarray([float(value) for value in exact], np.float32)
+    expected_pivot = np.asarray([float(mpmath.mpf(float(row[0])) - value) for row, value in zip(rows, exact)], np.float32)
+    lse = jax.jit(jax.vmap(lambda v: smoothmax.logsumexp(v)))
+    log_softmax = jax.jit(jax.vmap(lambda v: smoothmax.log_softmax(v)))
+    gradient = jax.jit(jax.vmap(jax.grad(lambda v: smoothmax.logsumexp(v))))
+    softmax = jax.jit(jax.vmap(lambda v: smoothmax.softmax(v)))
+    for copies in (1, 300):  # 72 elements (the float64 sum) and 21 600 (kernel and refinement)
+        x = jnp.asarray(np.tile(rows, (copies, 1)))
+        found = np.asarray(lse(x)).reshape(copies, len(rows))
+        assert _within_ulps(found[:, : len(maxima)], np.tile(expected, (copies, 1)), 1)
+        assert np.isnan(found[:, -3]).all() and (found[:, -2] == -INF).all() and (found[:, -1] == INF).all()
+        # every slice on the float64 route; the refinement, the dominated ones (m = 0 here)
+        refined = len(maxima) if copies == 1 else 1
+        pivot = np.asarray(log_softmax(x))[:refined, 0]
+        assert _within_ulps(pivot, expected_pivot[:refined], 2), (copies, pivot, expected_pivot)
+        assert _same(gradient(x), softmax(x))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_softmax_takes_the_positive_inf_limit_in_arithmetic(dtype, monkeypatch):
     """With ``q`` alone (``softmax``) the large-array path under ``jit`` builds

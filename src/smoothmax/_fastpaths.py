@@ -1582,14 +1582,145 @@ def _jax_small(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -
     """:func:`jax_kernel` on up to ``_JAX_SMALL_BYTES``: in one piece, with the
     generic kernel's fix-ups of non-finite maxima inline (selects over a few
     elements cost less than a ``lax.cond``, which also keeps XLA from fusing the
-    softmax's backward with its forward)."""
+    softmax's backward with its forward). The ties are counted by arithmetic
+    that keeps NaN (:func:`_jax_ties`): the maximum may have skipped it."""
     maximum = xp.max(x, axis=axis, keepdims=True)
-    x, shift = _kernel.shift_at_limits(xp, x, maximum)
+    x, shift = _jax_shift_at_limits(xp, x, maximum)
+    shifted = _jax_shifted(xp, x, shift, t)
+    rest = xp.sum(xp.exp(shifted) * xp.astype(shifted < 0, x.dtype), axis=axis, keepdims=True)
+    ties = _jax_ties(xp, shifted, axis)
+    return _jax_outputs(xp, x, maximum, shift, _jax_add_other_ties(xp, maximum, rest, ties), t, outputs)
+
+
+#: float32 arrays of up to this many elements (the whole batch under ``vmap``)
+#: take ``lse`` and ``log_q`` from a float64 sum (:func:`jax_refined_kernel`)
+#: instead of the float32 kernel followed by the refinement's ``lax.cond``, whose
+#: untaken branch alone costs 5-12 us a call there (XLA:CPU prepares each of its
+#: kernels on every call: 17 more allocations a call at 16 elements, 1 for a
+#: trivial branch). Under ``jit``, ratio to ``jax.nn.logsumexp`` (float32, two
+#: cores): 1000 elements 1.05 against 1.25 with the cond, 4096 1.24 against 1.22
+#: (float64's ``exp`` costs more per element than the cond saves from there on),
+#: (32, 1000) 4.3 against 1.3.
+_JAX_WIDE_FLOAT32_ELEMENTS = 2048
+
+
+def jax_refined_kernel(
+    x: Any, axis: int, temperature: float, outputs: tuple[str, ...], refined_kernel: Any
+) -> tuple[Any, ...] | None:
+    """The kernel's ``outputs`` with ``lse`` and ``log_q`` refined where one term
+    dominates (:mod:`smoothmax._refine`), for the small float32 arrays that
+    :func:`_jax_wide_float32` computes so (``refined_kernel(x, axis, t,
+    outputs)``, the kernel followed by the refinement, takes batches above
+    ``_JAX_WIDE_FLOAT32_ELEMENTS`` under ``vmap``); None elsewhere (float64,
+    larger arrays, ``jax_enable_x64`` off, the cases the fast path declines)."""
+    import jax
+    import jax.numpy as jnp
+
+    if (
+        x.dtype != jnp.float32
+        or x.size > _JAX_WIDE_FLOAT32_ELEMENTS
+        or x.size * x.dtype.itemsize > _JAX_SMALL_BYTES  # (tests set it lower)
+        or not jax.config.jax_enable_x64
+        or _declines(x, None, axis, temperature, outputs)
+    ):
+        return None
+    return _jax_wide_float32_unless_batched(axis, temperature, outputs, refined_kernel)(x)
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_wide_float32_unless_batched(axis: int, t: float, outputs: tuple[str, ...], refined_kernel: Any) -> Any:
+    """:func:`_jax_wide_float32` on one array; under ``vmap`` on the whole batch
+    while it has at most ``_JAX_WIDE_FLOAT32_ELEMENTS`` elements, above that
+    ``refined_kernel`` on it (float64's ``exp`` over a large batch: 4.3x
+    ``jax.nn`` measured at (32, 1000))."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_batching.custom_vmap
+    def wide(x: Any) -> tuple[Any, ...]:
+        return _jax_wide_float32(jnp, x, axis, t, outputs)
+
+    @wide.def_vmap
+    def _batched(axis_size: int, in_batched: list[bool], x: Any) -> tuple[tuple[Any, ...], tuple[bool, ...]]:
+        if x.size <= _JAX_WIDE_FLOAT32_ELEMENTS and x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES:
+            values = _jax_wide_float32(jnp, x, axis + 1, t, outputs)
+        else:
+            values = refined_kernel(x, axis + 1, t, outputs)
+        return tuple(values), (True,) * len(outputs)
+
+    return wide
+
+
+def _jax_wide_float32(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -> tuple[Any, ...]:
+    """:func:`_jax_small` on a float32 array, with ``lse`` and ``log_q`` from
+    ``log1p(rest)`` summed in float64, as the refinement computes float32 slices
+    (:func:`smoothmax._refine._extended_log_sum`: ``x - m`` exact, every ``exp``,
+    the sum and ``log1p`` to ~1e-16, one rounding to float32): on every slice,
+    so no slice needs refining afterwards, and no ``lax.cond`` decides it. ``q``
+    and ``sign`` keep :func:`_jax_small`'s float32 sum, bitwise, so that the
+    gradient of ``logsumexp`` (which asks for ``lse`` and ``q``) stays bitwise
+    ``softmax`` (which asks for ``q`` alone); ``log_q`` asked with ``q`` takes the
+    float64 sum on the slices that the refinement refines only, as before, and
+    the float32 one with ``q`` elsewhere (``softmax_entropy`` of 6 x 8 float32
+    measured 2.58 ulp with the float64 ``log_q`` beside the float32 ``q``, 1.34 so)."""
+    wide = "lse" in outputs or "log_q" in outputs
+    narrow_outputs = tuple(name for name in outputs if name in ("q", "sign"))
+    maximum = xp.max(x, axis=axis, keepdims=True)
+    x, shift = _jax_shift_at_limits(xp, x, maximum)
     shifted = _jax_shifted(xp, x, shift, t)
     below = xp.astype(shifted < 0, x.dtype)
-    rest = xp.sum(xp.exp(shifted) * below, axis=axis, keepdims=True)
-    ties = x.shape[axis] - xp.sum(below, axis=axis, keepdims=True)  # exact: fewer than 2**24
-    return _jax_outputs(xp, x, maximum, shift, _jax_add_other_ties(xp, maximum, rest, ties), t, outputs)
+    ties = _jax_ties(xp, shifted, axis)
+    results: dict[str, Any] = {}
+    rest = None
+    if narrow_outputs:
+        rest = _jax_add_other_ties(xp, maximum, xp.sum(xp.exp(shifted) * below, axis=axis, keepdims=True), ties)
+        results.update(zip(narrow_outputs, _jax_outputs(xp, x, maximum, shift, rest, t, narrow_outputs)))
+    if wide:
+        # the same terms (the pivot and the other ties left out by the float32
+        # mask) from x - shift in float64, exact: two float32 apart
+        float64 = xp.float64
+        wide_maximum = xp.astype(maximum, float64)
+        wide_shifted = _jax_shifted(xp, xp.astype(x, float64), xp.astype(shift, float64), t)
+        wide_rest = xp.sum(xp.exp(wide_shifted) * xp.astype(below, float64), axis=axis, keepdims=True)
+        wide_rest = _jax_add_other_ties(xp, wide_maximum, wide_rest, xp.astype(ties, float64))
+        log_sum = xp.log1p(wide_rest)
+        lse = xp.astype(_jax_lse(xp, wide_maximum, log_sum, t), x.dtype)
+        if "lse" in outputs:
+            results["lse"] = lse
+        if "log_q" in outputs:
+            difference = _jax_divided(xp, x - shift, t)
+            log_q = difference - xp.astype(log_sum, x.dtype)
+            if rest is not None:
+                # with q (softmax_entropy reads both): log_q from the float32 sum as q,
+                # but on the slices the refinement refines (smoothmax._refine.refine_log_q)
+                dominated = _refine._dominated(xp, lse, maximum, t)
+                log_q = xp.where(dominated, log_q, difference - xp.log1p(rest))
+            results["log_q"] = log_q
+    return tuple(results[name] for name in outputs)
+
+
+def _jax_shift_at_limits(xp: Any, x: Any, maximum: Any) -> tuple[Any, Any]:
+    """:func:`smoothmax._kernel.shift_at_limits` that keeps NaN entries NaN on a
+    slice whose maximum is ``+inf``: XLA's CPU maximum reduction (JAX 0.10, the
+    YNNPACK fusions of arrays of more than a few hundred elements) skips NaN, so
+    a slice holding NaN and ``+inf`` may have a maximum of ``+inf`` here, and
+    its NaN must still reach the sums."""
+    zero = _kernel._constant(xp, 0.0, x)
+    positive_inf = maximum == math.inf
+    limit = xp.where(x == math.inf, zero, xp.where(xp.isnan(x), x, _kernel._constant(xp, -math.inf, x)))
+    return xp.where(positive_inf, limit, x), xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
+
+
+def _jax_ties(xp: Any, shifted: Any, axis: int) -> Any:
+    """The number of ``d == 0`` (the ties of the maximum) along ``axis`` (keepdims)
+    of ``d = (x - shift) / t <= 0``, NaN where a ``d`` is NaN: ``n - sum(-sign(d))``,
+    exact (fewer than 2**24 terms). Arithmetic, so that NaN reaches it: XLA's
+    CPU maximum may skip NaN (see :func:`_jax_shift_at_limits`), and XLA turns
+    the sum ``exp(d) * (d < 0)`` into a select, which drops it. (The sum keeps
+    that mask: with ``-sign(d)`` there XLA fuses it into its consumers differently
+    in different programs, and ``softmax`` measured one ulp from the gradient of
+    ``logsumexp`` at ``t = 2``.)"""
+    return shifted.shape[axis] - xp.sum(-xp.sign(shifted), axis=axis, keepdims=True)
 
 
 def _jax_any(values: Any) -> Any:
@@ -1744,11 +1875,14 @@ def _jax_rest_of_slices(t: float, layout: str = "rows") -> Any:
 
 def _jax_count_positive_inf(xp: Any, x: Any, axis: int) -> Any:
     """The number of ``+inf`` entries along ``axis`` (keepdims; NaN where there is
-    a NaN): ``max(sign(x - M), 0)`` is 1 on ``+inf`` and 0 on every other
-    number (``M`` the largest finite one), arithmetic that XLA fuses into the
-    reduction (a compare, a convert or a select there makes a full-size temporary)."""
+    a NaN): ``floor((sign(x - M) + 1) / 2)`` is 1 on ``+inf``, 0 on every other
+    number (``M`` the largest finite one; ``sign`` is -1 below it, 0 on it) and NaN
+    on NaN, arithmetic that XLA fuses into the reduction (a compare, a convert or
+    a select there makes a full-size temporary). Not ``max(sign(x - M), 0)``: XLA's
+    CPU fusions (JAX 0.10) take the maximum of NaN and 0 as 0."""
     largest = _kernel._constant(xp, float(np.finfo(x.dtype).max), x)
-    return xp.sum(xp.maximum(xp.sign(x - largest), _kernel._constant(xp, 0.0, x)), axis=axis, keepdims=True)
+    half = _kernel._constant(xp, 0.5, x)
+    return xp.sum(xp.floor((xp.sign(x - largest) + 1) * half), axis=axis, keepdims=True)
 
 
 def _jax_one_tie(total: Any) -> Any:
@@ -1810,8 +1944,10 @@ def _jax_sum_below(xp: Any, shifted: Any, axis: int) -> Any:
 def _jax_add_other_ties(xp: Any, maximum: Any, rest: Any, ties: Any) -> Any:
     """The sum without the pivot from the sum without the ties: their count but
     one, each exactly ``exp(0) = 1`` (none on a slice without entries). NaN stays
-    NaN (under jit XLA turns ``exp(d) * (d < 0)`` into a select, which drops NaN terms)."""
-    rest = rest + xp.maximum(ties - 1, _kernel._constant(xp, 0.0, rest))
+    NaN: the count carries it (:func:`_jax_ties`), and so does a NaN maximum."""
+    # max(k - 1, 0) in arithmetic: the maximum of NaN and 0 may be 0 (see _jax_ties)
+    others = ties - 1
+    rest = rest + (others + xp.abs(others)) * _kernel._constant(xp, 0.5, rest)
     return xp.where(xp.isnan(maximum), maximum, rest)
 
 

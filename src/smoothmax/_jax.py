@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from . import _refine
+from . import _fastpaths, _refine
 from ._fastpaths import _jax_any
 from ._fastpaths import jax_kernel as _fast_jax_kernel
 from ._kernel import kernel as _plain_kernel
@@ -36,11 +36,21 @@ def _logsumexp(x, weights, axis, temperature, outputs):
     )
     if not refine:
         return _fast_jax_kernel(jnp, x, weights, axis, temperature, outputs)
-    # lse and log_q refined where one term dominates (smoothmax._refine); log_q
-    # alone asks for lse too, which the check reads. (Always traced: the kernel
-    # runs under jit, _logsumexp_compiled; the cond decides at run time.)
+    # small float32 arrays: lse and log_q from a float64 sum, refined without a
+    # lax.cond (smoothmax._fastpaths.jax_refined_kernel)
+    values = _fastpaths.jax_refined_kernel(x, axis, temperature, outputs, _kernel_then_refinement)
+    if values is not None:
+        return values
+    return _kernel_then_refinement(x, axis, temperature, outputs)
+
+
+def _kernel_then_refinement(x: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> tuple[Any, ...]:
+    """The fast kernel's ``outputs`` (no weights) with ``lse`` and ``log_q``
+    refined where one term dominates (smoothmax._refine); ``log_q`` alone asks
+    for ``lse`` too, which the check reads. (Always traced: the kernel runs
+    under jit, _logsumexp_compiled; the cond decides at run time.)"""
     asked = outputs if "lse" in outputs else outputs + ("lse",)
-    values = dict(zip(asked, _fast_jax_kernel(jnp, x, weights, axis, temperature, asked)))
+    values = dict(zip(asked, _fast_jax_kernel(jnp, x, None, axis, temperature, asked)))
     lse, dominated, maximum, log_sum = _refiner(axis, temperature)(x, values["lse"])
     values["lse"] = lse
     if "log_q" in values:
