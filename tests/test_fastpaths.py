@@ -930,14 +930,14 @@ def test_jax_nan_reaches_every_output_where_xla_maximum_skips_it(dtype, one_piec
         rows[1, 1] = INF
         x = jnp.asarray(rows)
         assert not np.isnan(np.asarray(jax.jit(lambda v: jnp.max(v, axis=1))(x))[0]) or shape == (64, 1000)
-        functions = {
-            "logsumexp": (smoothmax.logsumexp, lambda v: v),
-            "softmax": (smoothmax.softmax, lambda v: v[:, 1:2]),
-            "log_softmax": (smoothmax.log_softmax, lambda v: v[:, 1:2]),
+        functions = {  # each with the entries it checks: all of lse, column 1 of the others
+            "logsumexp": (lambda v: smoothmax.logsumexp(v, axis=1), lambda v: v),
+            "softmax": (lambda v: smoothmax.softmax(v, axis=1), lambda v: v[:, 1:2]),
+            "log_softmax": (lambda v: smoothmax.log_softmax(v, axis=1), lambda v: v[:, 1:2]),
             "gradient": (jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=1))), lambda v: v[:, 1:2]),
         }
         for name, (function, entries) in functions.items():
-            values = np.asarray(entries(jax.jit(lambda v, function=function: function(v, axis=1) if name != "gradient" else function(v))(x)))
+            values = np.asarray(entries(jax.jit(function)(x)))
             assert np.isnan(values[:3]).all(), (shape, name, values[:3])
             assert not np.isnan(values[3:]).any(), (shape, name)
 
@@ -949,8 +949,9 @@ def test_jax_small_float32_refines_without_a_cond():
     refinement's cond. Under ``vmap`` a batch still that small takes the same
     route, a larger one the kernel and the refinement: either way the dominant
     rows' ``lse`` is within one ulp of mpmath, ``log_softmax``'s pivot entry
-    within two (where the refinement runs: on the slices it refines), the special rows keep ``semantics.md``'s values, and the gradient
-    of ``logsumexp`` is bitwise ``softmax``."""
+    within two (where the refinement runs: on the slices it refines), the
+    special rows keep ``semantics.md``'s values, and the gradient of
+    ``logsumexp`` is bitwise ``softmax``."""
     jax, jnp = _jax()
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 60
