@@ -1584,12 +1584,20 @@ def _jax_small(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -
     elements cost less than a ``lax.cond``, which also keeps XLA from fusing the
     softmax's backward with its forward). The ties are counted by arithmetic
     that keeps NaN (:func:`_jax_ties`): the maximum may have skipped it."""
+    x, maximum, shift, shifted, below, ties = _jax_small_terms(xp, x, axis, t)
+    rest = xp.sum(xp.exp(shifted) * below, axis=axis, keepdims=True)
+    return _jax_outputs(xp, x, maximum, shift, _jax_add_other_ties(xp, maximum, rest, ties), t, outputs)
+
+
+def _jax_small_terms(xp: Any, x: Any, axis: int, t: float) -> tuple[Any, ...]:
+    """What :func:`_jax_small` and :func:`_jax_wide_float32` sum: ``(x, maximum,
+    shift, d, below, ties)``, ``x`` at the generic kernel's limits
+    (:func:`_jax_shift_at_limits`), ``d = (x - shift) / t``, ``below`` 1 where
+    ``d < 0`` and 0 on the ties (in ``x``'s dtype), ``ties`` their count (:func:`_jax_ties`)."""
     maximum = xp.max(x, axis=axis, keepdims=True)
     x, shift = _jax_shift_at_limits(xp, x, maximum)
     shifted = _jax_shifted(xp, x, shift, t)
-    rest = xp.sum(xp.exp(shifted) * xp.astype(shifted < 0, x.dtype), axis=axis, keepdims=True)
-    ties = _jax_ties(xp, shifted, axis)
-    return _jax_outputs(xp, x, maximum, shift, _jax_add_other_ties(xp, maximum, rest, ties), t, outputs)
+    return x, maximum, shift, shifted, xp.astype(shifted < 0, x.dtype), _jax_ties(xp, shifted, axis)
 
 
 #: float32 arrays of up to this many elements (the whole batch under ``vmap``)
@@ -1618,13 +1626,18 @@ def jax_refined_kernel(
 
     if (
         x.dtype != jnp.float32
-        or x.size > _JAX_WIDE_FLOAT32_ELEMENTS
-        or x.size * x.dtype.itemsize > _JAX_SMALL_BYTES  # (tests set it lower)
+        or not _jax_wide_float32_takes(x)
         or not jax.config.jax_enable_x64
         or _declines(x, None, axis, temperature, outputs)
     ):
         return None
     return _jax_wide_float32_unless_batched(axis, temperature, outputs, refined_kernel)(x)
+
+
+def _jax_wide_float32_takes(x: Any) -> bool:
+    """Whether a float32 array (a whole batch under ``vmap``) is small enough for
+    :func:`_jax_wide_float32` (and for the one-piece path, which tests may shrink)."""
+    return x.size <= _JAX_WIDE_FLOAT32_ELEMENTS and x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES
 
 
 @functools.lru_cache(maxsize=None)
@@ -1642,7 +1655,7 @@ def _jax_wide_float32_unless_batched(axis: int, t: float, outputs: tuple[str, ..
 
     @wide.def_vmap
     def _batched(axis_size: int, in_batched: list[bool], x: Any) -> tuple[tuple[Any, ...], tuple[bool, ...]]:
-        if x.size <= _JAX_WIDE_FLOAT32_ELEMENTS and x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES:
+        if _jax_wide_float32_takes(x):
             values = _jax_wide_float32(jnp, x, axis + 1, t, outputs)
         else:
             values = refined_kernel(x, axis + 1, t, outputs)
@@ -1665,11 +1678,7 @@ def _jax_wide_float32(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, 
     measured 2.58 ulp with the float64 ``log_q`` beside the float32 ``q``, 1.34 so)."""
     wide = "lse" in outputs or "log_q" in outputs
     narrow_outputs = tuple(name for name in outputs if name in ("q", "sign"))
-    maximum = xp.max(x, axis=axis, keepdims=True)
-    x, shift = _jax_shift_at_limits(xp, x, maximum)
-    shifted = _jax_shifted(xp, x, shift, t)
-    below = xp.astype(shifted < 0, x.dtype)
-    ties = _jax_ties(xp, shifted, axis)
+    x, maximum, shift, shifted, below, ties = _jax_small_terms(xp, x, axis, t)
     results: dict[str, Any] = {}
     rest = None
     if narrow_outputs:
