@@ -1592,10 +1592,10 @@ def _jax_small(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -
 def _jax_small_terms(xp: Any, x: Any, axis: int, t: float) -> tuple[Any, ...]:
     """What :func:`_jax_small` and :func:`_jax_wide_float32` sum: ``(x, maximum,
     shift, d, below, ties)``, ``x`` at the generic kernel's limits
-    (:func:`_jax_shift_at_limits`), ``d = (x - shift) / t``, ``below`` 1 where
+    (``_kernel.shift_at_limits`` keeping NaN), ``d = (x - shift) / t``, ``below`` 1 where
     ``d < 0`` and 0 on the ties (in ``x``'s dtype), ``ties`` their count (:func:`_jax_ties`)."""
     maximum = xp.max(x, axis=axis, keepdims=True)
-    x, shift = _jax_shift_at_limits(xp, x, maximum)
+    x, shift = _kernel.shift_at_limits(xp, x, maximum, keep_nan=True)
     shifted = _jax_shifted(xp, x, shift, t)
     return x, maximum, shift, shifted, xp.astype(shifted < 0, x.dtype), _jax_ties(xp, shifted, axis)
 
@@ -1708,23 +1708,12 @@ def _jax_wide_float32(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, 
     return tuple(results[name] for name in outputs)
 
 
-def _jax_shift_at_limits(xp: Any, x: Any, maximum: Any) -> tuple[Any, Any]:
-    """:func:`smoothmax._kernel.shift_at_limits` that keeps NaN entries NaN on a
-    slice whose maximum is ``+inf``: XLA's CPU maximum reduction (JAX 0.10, the
-    YNNPACK fusions of arrays of more than a few hundred elements) skips NaN, so
-    a slice holding NaN and ``+inf`` may have a maximum of ``+inf`` here, and
-    its NaN must still reach the sums."""
-    zero = _kernel._constant(xp, 0.0, x)
-    positive_inf = maximum == math.inf
-    limit = xp.where(x == math.inf, zero, xp.where(xp.isnan(x), x, _kernel._constant(xp, -math.inf, x)))
-    return xp.where(positive_inf, limit, x), xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
-
-
 def _jax_ties(xp: Any, shifted: Any, axis: int) -> Any:
     """The number of ``d == 0`` (the ties of the maximum) along ``axis`` (keepdims)
     of ``d = (x - shift) / t <= 0``, NaN where a ``d`` is NaN: ``n - sum(-sign(d))``,
     exact (fewer than 2**24 terms). Arithmetic, so that NaN reaches it: XLA's
-    CPU maximum may skip NaN (see :func:`_jax_shift_at_limits`), and XLA turns
+    CPU maximum may skip NaN (JAX 0.10's YNNPACK fusions of more than a few hundred
+    elements; so may its ``maximum(nan, 0)``), and XLA turns
     the sum ``exp(d) * (d < 0)`` into a select, which drops it. (The sum keeps
     that mask: with ``-sign(d)`` there XLA fuses it into its consumers differently
     in different programs, and ``softmax`` measured one ulp from the gradient of

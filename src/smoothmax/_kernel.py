@@ -142,15 +142,20 @@ def fold_in_halves(values: Any, n: int, rows: Any, add: Any, carry: Any = None) 
     return values if carry is None else add(values, carry)
 
 
-def shift_at_limits(xp: Any, x: Any, maximum: Any) -> tuple[Any, Any]:
+def shift_at_limits(xp: Any, x: Any, maximum: Any, keep_nan: bool = False) -> tuple[Any, Any]:
     """``(x, shift)`` such that ``exp(x - shift)`` are the kernel's terms for any
     ``maximum`` (keepdims) of ``x``: the maximum itself where finite; on a slice
     with ``k`` entries ``+inf`` (the limit is uniform weight on them) those become
     0 and the rest ``-inf``, shifted by 0; on an all ``-inf`` slice (empty after
-    masking) a shift of 0, so that ``exp`` gives 0, not NaN. NaN stays NaN."""
+    masking) a shift of 0, so that ``exp`` gives 0, not NaN. NaN stays NaN; with
+    ``keep_nan`` also on a ``+inf`` slice, for a ``maximum`` that may have skipped
+    NaN (XLA's CPU reductions, see ``smoothmax._fastpaths._jax_ties``)."""
     zero = _constant(xp, 0.0, x)
     positive_inf = maximum == math.inf
-    x = xp.where(positive_inf, xp.where(x == math.inf, zero, _constant(xp, -math.inf, x)), x)
+    others = _constant(xp, -math.inf, x)
+    if keep_nan:
+        others = xp.where(xp.isnan(x), x, others)
+    x = xp.where(positive_inf, xp.where(x == math.inf, zero, others), x)
     return x, xp.where((maximum == -math.inf) | positive_inf, zero, maximum)
 
 
