@@ -912,36 +912,6 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
     assert _same(lse_gradient, jax.jit(lambda v: smoothmax.softmax(v, axis=1))(x))
 
 
-@JAX_PATHS
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_nan_reaches_every_output_where_xla_maximum_skips_it(dtype, one_piece_bytes, monkeypatch):
-    """XLA's CPU maximum (JAX 0.10's YNNPACK fusions, arrays of more than a few
-    hundred elements) skips NaN: ``jnp.max`` of a row ``[nan, 0, ...]`` is 0
-    there, and the elementwise ``maximum(nan, 0)`` in such a fusion is 0. A
-    slice with NaN still gives NaN in every output (``semantics.md``), with or
-    without ``+inf`` beside it, on both paths (was: ``log(8)`` for ``[nan] + [0]
-    * 7`` in 900 such rows, ``+inf`` for ``[nan, inf, ...]`` on the large-array
-    path)."""
-    jax, jnp = _jax()
-    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
-    for shape in ((900, 8), (64, 1000)):
-        rows = np.random.default_rng(5).standard_normal(shape).astype(dtype)
-        rows[0, 0] = rows[1, 0] = rows[2, -1] = NAN
-        rows[1, 1] = INF
-        x = jnp.asarray(rows)
-        assert not np.isnan(np.asarray(jax.jit(lambda v: jnp.max(v, axis=1))(x))[0]) or shape == (64, 1000)
-        functions = {  # each with the entries it checks: all of lse, column 1 of the others
-            "logsumexp": (lambda v: smoothmax.logsumexp(v, axis=1), lambda v: v),
-            "softmax": (lambda v: smoothmax.softmax(v, axis=1), lambda v: v[:, 1:2]),
-            "log_softmax": (lambda v: smoothmax.log_softmax(v, axis=1), lambda v: v[:, 1:2]),
-            "gradient": (jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=1))), lambda v: v[:, 1:2]),
-        }
-        for name, (function, entries) in functions.items():
-            values = np.asarray(entries(jax.jit(function)(x)))
-            assert np.isnan(values[:3]).all(), (shape, name, values[:3])
-            assert not np.isnan(values[3:]).any(), (shape, name)
-
-
 def test_jax_small_float32_refines_without_a_cond():
     """Small float32 arrays (``_JAX_WIDE_FLOAT32_ELEMENTS``) take ``lse`` and
     ``log_q`` from a float64 sum on every slice, with no ``lax.cond`` in the

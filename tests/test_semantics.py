@@ -306,3 +306,148 @@ def test_all_zero_weights_are_an_empty_sum(xp):
     lse, sign = logsumexp(xp.asarray([[1.0, 2.0], [3.0, 4.0]]), axis=1, b=xp.asarray([[0.0, 0.0], [0.0, 1.0]]), return_sign=True)
     check(xp, lse, [-INF, 4.0])
     check(xp, sign, [0.0, 1.0])
+
+
+# ------------------------------------------- the same rows at the fast paths' sizes
+# Backends' fast paths take over by size (the JAX one-piece and large-array paths,
+# PyTorch's NumPy kernel, blocks and long-row pieces, NumPy's blocks), and the
+# tests above run arrays of a few elements. A backend's own reductions can differ
+# by size too: this XLA:CPU's maximum skips NaN in arrays of more than a few
+# hundred elements. So every special slice of the table again, among ordinary
+# ones, at sizes and layouts where each path runs.
+
+#: (slices, n): the slices' count and length; layout: where the reduced axis lies.
+SIZED_CASES = {
+    "900x8": ((900, 8), "last"),  # JAX one piece, in XLA's vectorized fusions
+    "64x1000": ((64, 1000), "last"),
+    "64x1000-axis0": ((64, 1000), "first"),
+    "2200x1024": ((2200, 1024), "last"),  # > 8 MiB: JAX large path, PyTorch blocks
+    "2200x1024-axis0": ((2200, 1024), "first"),
+    "2200x1024-middle": ((2200, 1024), "middle"),  # (20, 1024, 110), axis 1
+    "9x70000": ((9, 70_000), "last"),  # slices past PyTorch's NumPy kernel
+    "9x300000": ((9, 300_000), "last"),  # slices longer than a block
+}
+
+#: Dask and array-api-strict run the generic kernel (Dask chunk by chunk): the smaller cases say enough.
+SIZED_LARGE_CASES = {"2200x1024", "2200x1024-axis0", "2200x1024-middle", "9x70000", "9x300000"}
+#: Long slices are PyTorch's and NumPy's thresholds; JAX's large path runs at 2200 x 1024 already.
+SIZED_LONG_CASES = {"9x70000", "9x300000"}
+
+
+def _special_slices(count: int, n: int, dtype: str) -> tuple[np.ndarray, list[str]]:
+    """``count`` slices of ``n``: one of each special kind of the table first,
+    then ordinary ones (normal, standard deviation 3, as the benchmark's)."""
+    rows = (3.0 * np.random.default_rng(count + n).standard_normal((count, n))).astype(dtype)
+    kinds = ["nan", "nan and +inf", "+inf", "two +inf", "all -inf", "some -inf", "one dominant", "ties"]
+    rows[0, n // 2] = NAN
+    rows[1, 0], rows[1, -1] = NAN, INF
+    rows[2, 1] = INF
+    rows[3, 1] = rows[3, -1] = INF
+    rows[4] = -INF
+    rows[5, ::3] = -INF
+    rows[6] = -40.0
+    rows[6, n // 3] = 0.0
+    rows[7] = 2.5
+    return rows, kinds + ["ordinary"] * (count - len(kinds))
+
+
+def _laid_out(rows: np.ndarray, layout: str) -> tuple[np.ndarray, int]:
+    """The slices as a contiguous array and the axis that holds them."""
+    if layout == "last":
+        return rows, 1
+    if layout == "first":
+        return np.ascontiguousarray(rows.T), 0
+    before = 20  # (20, n, slices / 20): slice (i, :, j) is rows[i * after + j]
+    after = rows.shape[0] // before
+    return np.ascontiguousarray(rows.reshape(before, after, -1).transpose(0, 2, 1)), 1
+
+
+def _slices_of(values: np.ndarray, layout: str, count: int) -> np.ndarray:
+    """An output laid out as :func:`_laid_out` back as ``(count, n)`` slices."""
+    if layout == "last":
+        return values
+    if layout == "first":
+        return values.T
+    return values.transpose(0, 2, 1).reshape(count, -1)
+
+
+def _expected_slice(row: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
+    """``lse`` and ``softmax`` of one slice by the table, the finite ones in long
+    double from the (exactly representable) inputs: not through smoothmax."""
+    n = row.size
+    if kind in ("nan", "nan and +inf"):
+        return NAN, np.full(n, NAN)
+    if kind in ("+inf", "two +inf"):
+        positive_infinity = row == INF
+        return INF, positive_infinity / positive_infinity.sum()
+    if kind == "all -inf":
+        return -INF, np.zeros(n)
+    values = row.astype(np.longdouble)
+    largest = values.max()
+    below = values < largest
+    # the terms without one maximum's 1, summed apart: 1 + 4e-17 is 1 even in long double
+    rest = np.exp(values[below] - largest).sum() + (np.count_nonzero(~below) - 1)
+    lse = largest + np.log1p(rest)
+    return float(lse), np.asarray(np.exp(values - lse), dtype=np.float64)
+
+
+def _sized_functions(xp, axis: int) -> dict:
+    """``logsumexp``, ``softmax``, ``log_softmax`` and (with autodiff) the
+    gradient of ``logsumexp`` along ``axis``; jitted on JAX, as user code runs them."""
+    named = {
+        "logsumexp": lambda v: logsumexp(v, axis=axis),
+        "softmax": lambda v: softmax(v, axis=axis),
+        "log_softmax": lambda v: log_softmax(v, axis=axis),
+    }
+    if xp.has_autodiff:
+        named["gradient"] = lambda v: xp.grad(lambda w: logsumexp(w, axis=axis), v)
+    if xp.name == "jax":
+        import jax
+
+        named = {name: jax.jit(function) for name, function in named.items()}
+    return named
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(SIZED_CASES))
+def test_special_slices_among_many_keep_the_table(xp, case, dtype):
+    """Each special slice of the table, among ordinary ones, at one of ``SIZED_CASES``:
+    ``logsumexp``, ``softmax`` and ``log_softmax`` as the table says (the finite
+    ones against long double from the inputs), the gradient bitwise ``softmax``.
+    The kind of bug it catches: JAX's fast paths on this XLA:CPU dropped NaN
+    at 900 x 8 and 64 x 1000 and gave ``+inf`` for NaN beside ``+inf`` on the
+    large path (fixed 2026-11-27; the code before fails all 16 JAX cases)."""
+    (count, n), layout = SIZED_CASES[case]
+    if xp.name in ("dask", "array_api_strict") and case in SIZED_LARGE_CASES:
+        pytest.skip("the generic kernel: the smaller cases cover it")
+    if xp.name == "jax" and case in SIZED_LONG_CASES:
+        pytest.skip("JAX's large-array path runs at 2200 x 1024 (each case compiles for ~3 s)")
+    rows, kinds = _special_slices(count, n, dtype)
+    values, axis = _laid_out(rows, layout)
+    x = xp.asarray(values, dtype)
+    outputs = {name: xp.to_numpy(function(x)) for name, function in _sized_functions(xp, axis).items()}
+    lse = outputs["logsumexp"].reshape(-1)
+    q = _slices_of(outputs["softmax"], layout, count)
+    log_q = _slices_of(outputs["log_softmax"], layout, count)
+    eps = float(np.finfo(dtype).eps)
+    for index in sorted(set(range(8)) | {count - 1, count // 2}):
+        kind, where = kinds[index], f"{case} {dtype} slice {index} ({kinds[index]})"
+        expected_lse, expected_q = _expected_slice(rows[index], kind)
+        found_lse = lse[index]
+        if math.isfinite(expected_lse):
+            assert found_lse == pytest.approx(expected_lse, rel=8 * eps, abs=0), where
+        else:
+            assert (math.isnan(found_lse) and math.isnan(expected_lse)) or found_lse == expected_lse, (where, found_lse)
+        # x - max rounds at the scale of the inputs: exp of it then errs by that much, relatively
+        finite = rows[index][np.isfinite(rows[index])]
+        scale = 8 * eps * (1 + (np.abs(finite).max() if finite.size else 0))
+        np.testing.assert_allclose(q[index], expected_q, rtol=scale, atol=0, err_msg=where)
+        with np.errstate(divide="ignore"):
+            expected_log_q = np.log(expected_q)
+        if kind in ("nan", "nan and +inf"):
+            assert np.isnan(log_q[index]).all(), where
+        else:
+            np.testing.assert_allclose(log_q[index], expected_log_q, rtol=8 * eps, atol=scale, err_msg=where)
+    if "gradient" in outputs:
+        # the gradient of logsumexp is softmax, bitwise, special slices included (all -inf: 0, not NaN)
+        np.testing.assert_array_equal(outputs["gradient"], outputs["softmax"], err_msg=f"{case} {dtype}")
