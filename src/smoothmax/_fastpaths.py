@@ -1895,8 +1895,14 @@ def _jax_rest_from_total(xp: Any, total: Any) -> Any:
     least 0 (a slice with no entries), NaN where NaN. Where ``total >= 2``
     it is the generic kernel's sum but for rounding (``1 + rest`` is ``total``
     again, exactly); where ``total < 2`` (one tie) its error is absolute,
-    ~eps, not relative to ``rest``."""
-    return xp.maximum(total - _kernel._constant(xp, 1.0, total), _kernel._constant(xp, 0.0, total))
+    ~eps, not relative to ``rest``.
+
+    ``max(total - 1, 0)`` in arithmetic, ``(a + |a|) / 2`` (exact): XLA's CPU
+    fusions may take the maximum of NaN and 0 as 0 (see :func:`_jax_ties`); this
+    one ran in a loop fusion that keeps NaN, which a change of XLA's fusion
+    choices need not keep."""
+    less_one = total - _kernel._constant(xp, 1.0, total)
+    return (less_one + xp.abs(less_one)) * _kernel._constant(xp, 0.5, total)
 
 
 def _jax_lse_keeps_total(t: float) -> float:
