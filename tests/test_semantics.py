@@ -316,20 +316,24 @@ def test_all_zero_weights_are_an_empty_sum(xp):
 # hundred elements. So every special slice of the table again, among ordinary
 # ones, at sizes and layouts where each path runs.
 
-#: (slices, n): the slices' count and length; layout: where the reduced axis lies.
+#: (slices, n): the slices' count and length; layout: where the reduced axis lies;
+#: temperature: the fast paths divide ``x - m`` by it (a power of two: the
+#: reference's ``x / t`` is exact).
 SIZED_CASES = {
-    "900x8": ((900, 8), "last"),  # JAX one piece, in XLA's vectorized fusions
-    "64x1000": ((64, 1000), "last"),
-    "64x1000-axis0": ((64, 1000), "first"),
-    "2200x1024": ((2200, 1024), "last"),  # > 8 MiB: JAX large path, PyTorch blocks
-    "2200x1024-axis0": ((2200, 1024), "first"),
-    "2200x1024-middle": ((2200, 1024), "middle"),  # (20, 1024, 110), axis 1
-    "9x70000": ((9, 70_000), "last"),  # slices past PyTorch's NumPy kernel
-    "9x300000": ((9, 300_000), "last"),  # slices longer than a block
+    "900x8": ((900, 8), "last", 1.0),  # JAX one piece, in XLA's vectorized fusions
+    "64x1000": ((64, 1000), "last", 1.0),
+    "64x1000-axis0": ((64, 1000), "first", 1.0),
+    "64x1000-t0.5": ((64, 1000), "last", 0.5),
+    "2200x1024": ((2200, 1024), "last", 1.0),  # > 8 MiB: JAX large path, PyTorch blocks
+    "2200x1024-axis0": ((2200, 1024), "first", 1.0),
+    "2200x1024-middle": ((2200, 1024), "middle", 1.0),  # (20, 1024, 110), axis 1
+    "2200x1024-t4": ((2200, 1024), "last", 4.0),
+    "9x70000": ((9, 70_000), "last", 1.0),  # slices past PyTorch's NumPy kernel
+    "9x300000": ((9, 300_000), "last", 1.0),  # slices longer than a block
 }
 
 #: Dask and array-api-strict run the generic kernel (Dask chunk by chunk): the smaller cases say enough.
-SIZED_LARGE_CASES = {"2200x1024", "2200x1024-axis0", "2200x1024-middle", "9x70000", "9x300000"}
+SIZED_LARGE_CASES = {case for case, ((count, n), _, _) in SIZED_CASES.items() if count * n > 100_000}
 #: Long slices are PyTorch's and NumPy's thresholds; JAX's large path runs at 2200 x 1024 already.
 SIZED_LONG_CASES = {"9x70000", "9x300000"}
 
@@ -371,9 +375,10 @@ def _slices_of(values: np.ndarray, layout: str, count: int) -> np.ndarray:
     return values.transpose(0, 2, 1).reshape(count, -1)
 
 
-def _expected_slice(row: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
-    """``lse`` and ``softmax`` of one slice by the table, the finite ones in long
-    double from the (exactly representable) inputs: not through smoothmax."""
+def _expected_slice(row: np.ndarray, kind: str, t: float) -> tuple[float, np.ndarray]:
+    """``lse`` and ``softmax`` of one slice at temperature ``t`` by the table
+    (``t LSE(x / t)``, ``softmax(x / t)``), the finite ones in long double from
+    the (exactly representable) inputs: not through smoothmax."""
     n = row.size
     if kind in ("nan", "nan and +inf"):
         return NAN, np.full(n, NAN)
@@ -382,25 +387,26 @@ def _expected_slice(row: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
         return INF, positive_infinity / positive_infinity.sum()
     if kind == "all -inf":
         return -INF, np.zeros(n)
-    values = row.astype(np.longdouble)
+    values = row.astype(np.longdouble) / t
     largest = values.max()
     below = values < largest
     # the terms without one maximum's 1, summed apart: 1 + 4e-17 is 1 even in long double
     rest = np.exp(values[below] - largest).sum() + (np.count_nonzero(~below) - 1)
     lse = largest + np.log1p(rest)
-    return float(lse), np.asarray(np.exp(values - lse), dtype=np.float64)
+    return float(t * lse), np.asarray(np.exp(values - lse), dtype=np.float64)
 
 
-def _sized_functions(xp, axis: int) -> dict:
+def _sized_functions(xp, axis: int, t: float) -> dict:
     """``logsumexp``, ``softmax``, ``log_softmax`` and (with autodiff) the
-    gradient of ``logsumexp`` along ``axis``; jitted on JAX, as user code runs them."""
+    gradient of ``logsumexp`` along ``axis`` at temperature ``t``; jitted on
+    JAX, as user code runs them."""
     named = {
-        "logsumexp": lambda v: logsumexp(v, axis=axis),
-        "softmax": lambda v: softmax(v, axis=axis),
-        "log_softmax": lambda v: log_softmax(v, axis=axis),
+        "logsumexp": lambda v: logsumexp(v, axis=axis, temperature=t),
+        "softmax": lambda v: softmax(v, axis=axis, temperature=t),
+        "log_softmax": lambda v: log_softmax(v, axis=axis, temperature=t),
     }
     if xp.has_autodiff:
-        named["gradient"] = lambda v: xp.grad(lambda w: logsumexp(w, axis=axis), v)
+        named["gradient"] = lambda v: xp.grad(lambda w: logsumexp(w, axis=axis, temperature=t), v)
     if xp.name == "jax":
         import jax
 
@@ -417,7 +423,7 @@ def test_special_slices_among_many_keep_the_table(xp, case, dtype):
     The kind of bug it catches: JAX's fast paths on this XLA:CPU dropped NaN
     at 900 x 8 and 64 x 1000 and gave ``+inf`` for NaN beside ``+inf`` on the
     large path (fixed 2026-11-27; the code before fails all 16 JAX cases)."""
-    (count, n), layout = SIZED_CASES[case]
+    (count, n), layout, t = SIZED_CASES[case]
     if xp.name in ("dask", "array_api_strict") and case in SIZED_LARGE_CASES:
         pytest.skip("the generic kernel: the smaller cases cover it")
     if xp.name == "jax" and case in SIZED_LONG_CASES:
@@ -425,21 +431,21 @@ def test_special_slices_among_many_keep_the_table(xp, case, dtype):
     rows, kinds = _special_slices(count, n, dtype)
     values, axis = _laid_out(rows, layout)
     x = xp.asarray(values, dtype)
-    outputs = {name: xp.to_numpy(function(x)) for name, function in _sized_functions(xp, axis).items()}
+    outputs = {name: xp.to_numpy(function(x)) for name, function in _sized_functions(xp, axis, t).items()}
     lse = outputs["logsumexp"].reshape(-1)
     q = _slices_of(outputs["softmax"], layout, count)
     log_q = _slices_of(outputs["log_softmax"], layout, count)
     eps = float(np.finfo(dtype).eps)
     for index in sorted(set(range(8)) | {count - 1, count // 2}):
         kind, where = kinds[index], f"{case} {dtype} slice {index} ({kinds[index]})"
-        expected_lse, expected_q = _expected_slice(rows[index], kind)
+        expected_lse, expected_q = _expected_slice(rows[index], kind, t)
         found_lse = lse[index]
         if math.isfinite(expected_lse):
             assert found_lse == pytest.approx(expected_lse, rel=8 * eps, abs=0), where
         else:
             assert (math.isnan(found_lse) and math.isnan(expected_lse)) or found_lse == expected_lse, (where, found_lse)
         # x - max rounds at the scale of the inputs: exp of it then errs by that much, relatively
-        finite = rows[index][np.isfinite(rows[index])]
+        finite = rows[index][np.isfinite(rows[index])] / t
         scale = 8 * eps * (1 + (np.abs(finite).max() if finite.size else 0))
         np.testing.assert_allclose(q[index], expected_q, rtol=scale, atol=0, err_msg=where)
         with np.errstate(divide="ignore"):
