@@ -549,7 +549,12 @@ def log_matmul_exp(a: Any, b: Any, /) -> Any:
     ``-inf`` gives ``-inf`` and a zero gradient (never NaN); ``+inf`` gives
     ``+inf``; NaN spreads over its row/column.
 
-    Accuracy: a few ulp of :math:`\max(|out|, |r_i + c_j|)`. The shift is per
+    Accuracy: a few ulp of :math:`\max(|out|, |r_i + c_j|)` plus the rounding of
+    the product's sums, up to :math:`k \epsilon` in :math:`\log S_{ij}`: where one
+    term dominates a sum, its small companions round against it in whatever
+    order ``matmul`` adds them (``[0] + [-40] * 999`` against columns spanning
+    ``[-2, 2]``, float64: 21 ulp of :math:`|r_i + c_j| = 2` as one row, 5 among
+    64; ``logsumexp`` of each entry's terms keeps them). The shift is per
     row and per column, not per output entry, so an entry whose every term
     :math:`a_{il} + b_{lj}` lies below :math:`r_i + c_j` by more than the
     underflow range of ``exp`` (about 708 in float64, 87 in float32) gives

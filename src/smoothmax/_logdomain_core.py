@@ -297,12 +297,15 @@ def log_matmul_exp_shifts(xp: Any, a: Any, b: Any) -> tuple[Any, Any]:
 
 def _scaled_exp(xp: Any, values: Any, maximum: Any) -> Any:
     """``exp(values - maximum)`` per row/column: a ``-inf`` maximum (all ``-inf``)
-    shifts by 0 (all zeros), a ``+inf`` one keeps 1 on its ``+inf`` entries and 0
-    elsewhere (no overflow), a NaN one gives NaN."""
+    shifts by 0 (all zeros), a ``+inf`` one keeps 1 on its ``+inf`` entries, NaN
+    on NaN ones and 0 elsewhere (no overflow), a NaN one gives NaN. (NaN kept
+    beside ``+inf``: XLA's CPU ``max`` skips NaN in arrays of more than a few
+    hundred elements, where the maximum of ``[nan, inf]`` is ``+inf``.)"""
     zero = _constant(xp, 0.0, values)
     neg_inf = _constant(xp, -math.inf, values)
     positive_inf = maximum == math.inf
-    values = xp.where(positive_inf, xp.where(values == math.inf, zero, neg_inf), values)
+    limit = xp.where(values == math.inf, zero, xp.where(xp.isnan(values), values, neg_inf))
+    values = xp.where(positive_inf, limit, values)
     values = xp.where(xp.isnan(maximum), maximum, values)
     shift = xp.where((maximum > -math.inf) & (maximum < math.inf), maximum, zero)
     return xp.exp(values - shift)
