@@ -428,6 +428,8 @@ def test_special_slices_among_many_keep_the_table(xp, case, dtype):
         pytest.skip("the generic kernel: the smaller cases cover it")
     if xp.name == "jax" and case in SIZED_LONG_CASES:
         pytest.skip("JAX's large-array path runs at 2200 x 1024 (each case compiles for ~3 s)")
+    if xp.name == "jax" and dtype == "float64" and case in SIZED_LARGE_CASES and case != "2200x1024":
+        pytest.skip("float64 on JAX's large path: its rows here; the other layouts in float32 (suite time)")
     rows, kinds = _special_slices(count, n, dtype)
     values, axis = _laid_out(rows, layout)
     x = xp.asarray(values, dtype)
@@ -476,15 +478,16 @@ def _dtype_name(array) -> str:
     return "float32" if "float32" in str(array.dtype) else "float64"
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(900, 8), (64, 1000)], ids=["900x8", "64x1000"])
 @pytest.mark.parametrize("name", list(FAMILY_AT_SIZE))
-def test_family_at_size_gives_each_special_slice_its_value_alone(xp, name, shape, dtype):
+def test_family_at_size_gives_each_special_slice_its_value_alone(xp, name, shape, dtype="float32"):
     """Each special slice of ``_special_slices`` among many ordinary ones gives
     what it gives alone (where the tests above and the conformance suite check
     it): the same NaN, the same infinities, the finite values within a few ulps.
     A backend whose reductions change with the array's size (this XLA:CPU drops
-    NaN from ``max`` in arrays of more than a few hundred elements) shows here."""
+    NaN from ``max`` in arrays of more than a few hundred elements) shows here.
+    Float32 only (suite time): the size-dependent NaN of JAX's ``max`` showed in
+    both dtypes alike."""
     if xp.name == "dask" and name in ("logcumsumexp", "log_matmul_exp"):
         pytest.skip("Dask runs the generic code chunk by chunk: covered by the reductions")
     count, n = shape
@@ -496,9 +499,28 @@ def test_family_at_size_gives_each_special_slice_its_value_alone(xp, name, shape
         jitted = jax.jit(lambda v: function(xp, v))
     else:
         jitted = lambda v: function(xp, v)  # noqa: E731
+    gradient = None
+    if xp.has_autodiff:
+        gradient = lambda v: xp.grad(lambda w: function(xp, w), v)  # noqa: E731
+        if xp.name == "jax":
+            gradient = jax.jit(gradient)
     many = xp.to_numpy(jitted(xp.asarray(rows, dtype)))
+    many_gradients = None if gradient is None else xp.to_numpy(gradient(xp.asarray(rows, dtype)))
     eps = float(np.finfo(dtype).eps)
     for index in sorted(set(range(8)) | {count - 1}):
+        if many_gradients is not None:
+            # the gradient too (a slice's gradient is its own: every function here
+            # reduces or scans within a row of x)
+            found = many_gradients[index]
+            alone = xp.to_numpy(gradient(xp.asarray(rows[index : index + 1], dtype)))[0]
+            where = f"gradient of {name} {shape} {dtype} slice {index} ({kinds[index]})"
+            assert np.array_equal(np.isnan(found), np.isnan(alone)), where
+            assert np.array_equal(found[np.isinf(alone)], alone[np.isinf(alone)]), where
+            finite = np.isfinite(alone)
+            # entries that cancel to ~0 (softmax_entropy's on ties) carry rounding
+            # noise of the terms' size, eps (1 + log n) at most
+            noise = 32 * eps * (1 + math.log(n))
+            np.testing.assert_allclose(found[finite], alone[finite], rtol=64 * eps, atol=noise, err_msg=where)
         alone = xp.to_numpy(jitted(xp.asarray(rows[index : index + 1], dtype)))[0]
         found = many[index]
         where = f"{name} {shape} {dtype} slice {index} ({kinds[index]}): {found} alone {alone}"
