@@ -490,6 +490,8 @@ def test_family_at_size_gives_each_special_slice_its_value_alone(xp, name, shape
     both dtypes alike."""
     if xp.name == "dask" and name in ("logcumsumexp", "log_matmul_exp"):
         pytest.skip("Dask runs the generic code chunk by chunk: covered by the reductions")
+    if xp.name == "jax" and name == "logcumsumexp" and shape[1] > 8:
+        pytest.skip("JAX compiles the 1000-long scan and its gradient for ~15 s: 900 x 8 (7200 elements) shows size")
     count, n = shape
     rows, kinds = _special_slices(count, n, dtype)
     function = FAMILY_AT_SIZE[name]
