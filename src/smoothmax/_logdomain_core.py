@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._kernel import _constant, axis_sum
+from ._kernel import _constant, axis_sum, shift_at_limits
 from ._streaming import chunk_parts, finalize_parts, merge_parts
 
 LOG_2 = math.log(2.0)
@@ -296,18 +296,13 @@ def log_matmul_exp_shifts(xp: Any, a: Any, b: Any) -> tuple[Any, Any]:
 
 
 def _scaled_exp(xp: Any, values: Any, maximum: Any) -> Any:
-    """``exp(values - maximum)`` per row/column: a ``-inf`` maximum (all ``-inf``)
+    """``exp(values - maximum)`` per row/column with the kernel's limits
+    (:func:`smoothmax._kernel.shift_at_limits`): a ``-inf`` maximum (all ``-inf``)
     shifts by 0 (all zeros), a ``+inf`` one keeps 1 on its ``+inf`` entries, NaN
     on NaN ones and 0 elsewhere (no overflow), a NaN one gives NaN. (NaN kept
     beside ``+inf``: XLA's CPU ``max`` skips NaN in arrays of more than a few
     hundred elements, where the maximum of ``[nan, inf]`` is ``+inf``.)"""
-    zero = _constant(xp, 0.0, values)
-    neg_inf = _constant(xp, -math.inf, values)
-    positive_inf = maximum == math.inf
-    limit = xp.where(values == math.inf, zero, xp.where(xp.isnan(values), values, neg_inf))
-    values = xp.where(positive_inf, limit, values)
-    values = xp.where(xp.isnan(maximum), maximum, values)
-    shift = xp.where((maximum > -math.inf) & (maximum < math.inf), maximum, zero)
+    values, shift = shift_at_limits(xp, values, maximum, keep_nan=True)
     return xp.exp(values - shift)
 
 
