@@ -461,6 +461,10 @@ def test_special_slices_among_many_keep_the_table(xp, case, dtype):
         np.testing.assert_array_equal(outputs["gradient"], outputs["softmax"], err_msg=f"{case} {dtype}")
 
 
+#: The test below runs float32 only (suite time): the size-dependent NaN of JAX's
+#: ``max`` showed in both dtypes alike.
+FAMILY_DTYPE = "float32"
+
 #: The rest of the family, each reducing the last axis (log_matmul_exp: the rows of
 #: ``a`` against a fixed ``b``), for the test below.
 FAMILY_AT_SIZE = {
@@ -470,29 +474,26 @@ FAMILY_AT_SIZE = {
     "log1psumexp": lambda xp, v: smoothmax.log1psumexp(v, axis=1),
     "logcumsumexp": lambda xp, v: smoothmax.logcumsumexp(v, axis=1),
     "softmax_entropy": lambda xp, v: smoothmax.softmax_entropy(v, axis=1),
-    "log_matmul_exp": lambda xp, v: smoothmax.log_matmul_exp(v, xp.asarray(np.linspace(-2.0, 2.0, v.shape[1] * 3).reshape(-1, 3), _dtype_name(v))),
+    "log_matmul_exp": lambda xp, v: smoothmax.log_matmul_exp(
+        v, xp.asarray(np.linspace(-2.0, 2.0, v.shape[1] * 3).reshape(-1, 3), FAMILY_DTYPE)
+    ),
 }
-
-
-def _dtype_name(array) -> str:
-    return "float32" if "float32" in str(array.dtype) else "float64"
 
 
 @pytest.mark.parametrize("shape", [(900, 8), (64, 1000)], ids=["900x8", "64x1000"])
 @pytest.mark.parametrize("name", list(FAMILY_AT_SIZE))
-def test_family_at_size_gives_each_special_slice_its_value_alone(xp, name, shape, dtype="float32"):
+def test_family_at_size_gives_each_special_slice_its_value_alone(xp, name, shape):
     """Each special slice of ``_special_slices`` among many ordinary ones gives
     what it gives alone (where the tests above and the conformance suite check
     it): the same NaN, the same infinities, the finite values within a few ulps.
     A backend whose reductions change with the array's size (this XLA:CPU drops
-    NaN from ``max`` in arrays of more than a few hundred elements) shows here.
-    Float32 only (suite time): the size-dependent NaN of JAX's ``max`` showed in
-    both dtypes alike."""
+    NaN from ``max`` in arrays of more than a few hundred elements) shows here."""
     if xp.name == "dask" and name in ("logcumsumexp", "log_matmul_exp"):
         pytest.skip("Dask runs the generic code chunk by chunk: covered by the reductions")
     if xp.name == "jax" and name == "logcumsumexp" and shape[1] > 8:
         pytest.skip("JAX compiles the 1000-long scan and its gradient for ~15 s: 900 x 8 (7200 elements) shows size")
     count, n = shape
+    dtype = FAMILY_DTYPE
     rows, kinds = _special_slices(count, n, dtype)
     function = FAMILY_AT_SIZE[name]
     if xp.name == "jax":
