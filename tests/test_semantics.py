@@ -422,7 +422,7 @@ def test_special_slices_among_many_keep_the_table(xp, case, dtype):
     ones against long double from the inputs), the gradient bitwise ``softmax``.
     The kind of bug it catches: JAX's fast paths on this XLA:CPU dropped NaN
     at 900 x 8 and 64 x 1000 and gave ``+inf`` for NaN beside ``+inf`` on the
-    large path (fixed 2026-11-27; the code before fails all 15 JAX cases)."""
+    large path (fixed 2026-11-27; the code before fails every JAX case here)."""
     (count, n), layout, t = SIZED_CASES[case]
     if xp.name in ("dask", "array_api_strict") and case in SIZED_LARGE_CASES:
         pytest.skip("the generic kernel: the smaller cases cover it")
