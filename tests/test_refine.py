@@ -40,12 +40,7 @@ def rows_mixed() -> np.ndarray:
 def _wide_on_jax(xp, rows) -> bool:
     """Whether JAX computes ``lse`` and ``log_q`` of ``rows`` from a float64 sum on
     every slice (small float32 arrays: ``_fastpaths.jax_refined_kernel``)."""
-    return (
-        xp.name == "jax"
-        and rows.dtype == np.float32
-        and rows.size <= _fastpaths._JAX_WIDE_FLOAT32_ELEMENTS
-        and rows.nbytes <= _fastpaths._JAX_SMALL_BYTES
-    )
+    return xp.name == "jax" and rows.dtype == np.float32 and _fastpaths._jax_wide_float32_takes(rows)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

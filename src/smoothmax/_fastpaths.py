@@ -1897,12 +1897,15 @@ def _jax_rest_from_total(xp: Any, total: Any) -> Any:
     again, exactly); where ``total < 2`` (one tie) its error is absolute,
     ~eps, not relative to ``rest``.
 
-    ``max(total - 1, 0)`` in arithmetic, ``(a + |a|) / 2`` (exact): XLA's CPU
-    fusions may take the maximum of NaN and 0 as 0 (see :func:`_jax_ties`); this
-    one ran in a loop fusion that keeps NaN, which a change of XLA's fusion
-    choices need not keep."""
-    less_one = total - _kernel._constant(xp, 1.0, total)
-    return (less_one + xp.abs(less_one)) * _kernel._constant(xp, 0.5, total)
+    ``max(total - 1, 0)`` by :func:`_jax_positive_part`: this maximum ran in a
+    loop fusion that keeps NaN, which a change of XLA's fusion choices need not keep."""
+    return _jax_positive_part(xp, total - _kernel._constant(xp, 1.0, total))
+
+
+def _jax_positive_part(xp: Any, values: Any) -> Any:
+    """``max(values, 0)`` in arithmetic, ``(a + |a|) / 2`` (exact), NaN on NaN: XLA's
+    CPU fusions may take the maximum of NaN and 0 as 0 (see :func:`_jax_ties`)."""
+    return (values + xp.abs(values)) * _kernel._constant(xp, 0.5, values)
 
 
 def _jax_lse_keeps_total(t: float) -> float:
@@ -1949,9 +1952,7 @@ def _jax_add_other_ties(xp: Any, maximum: Any, rest: Any, ties: Any) -> Any:
     """The sum without the pivot from the sum without the ties: their count but
     one, each exactly ``exp(0) = 1`` (none on a slice without entries). NaN stays
     NaN: the count carries it (:func:`_jax_ties`), and so does a NaN maximum."""
-    # max(k - 1, 0) in arithmetic: the maximum of NaN and 0 may be 0 (see _jax_ties)
-    others = ties - 1
-    rest = rest + (others + xp.abs(others)) * _kernel._constant(xp, 0.5, rest)
+    rest = rest + _jax_positive_part(xp, ties - 1)  # max(k - 1, 0), NaN kept
     return xp.where(xp.isnan(maximum), maximum, rest)
 
 
