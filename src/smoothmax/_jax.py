@@ -60,18 +60,21 @@ def _kernel_then_refinement(x: Any, axis: int, temperature: float, outputs: tupl
     return tuple(values[name] for name in outputs)
 
 
-def _compensated_sum(xp: Any, high: Any, low: Any, axis: int) -> tuple[Any, Any]:
+def _compensated_sum(xp: Any, high: Any, low: Any, axis: int, count: Any = None) -> tuple[Any, ...]:
     """``sum(high + low, axis=axis)`` (keepdims) as ``(high, low)``: one ``lax.reduce``
     whose combiner adds the TwoSum error of each addition into the low part, in
-    whatever order XLA takes (the folds of the generic version compile ~3x slower)."""
+    whatever order XLA takes (the folds of the generic version compile ~3x slower).
+    With ``count``, its plain sum too, in the same reduction: ``(high, low, count)``."""
 
-    def combine(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    def combine(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
         total = a[0] + b[0]
-        return total, a[1] + b[1] + _refine.two_sum_error(jnp, a[0], b[0], total)
+        summed = (total, a[1] + b[1] + _refine.two_sum_error(jnp, a[0], b[0], total))
+        return summed if count is None else summed + (a[2] + b[2],)
 
+    operands = (high, low) if count is None else (high, low, count)
     zero = jnp.zeros((), high.dtype)
-    total, error = jax.lax.reduce((high, low), (zero, zero), combine, (axis,))
-    return jnp.expand_dims(total, axis), jnp.expand_dims(error, axis)
+    sums = jax.lax.reduce(operands, (zero,) * len(operands), combine, (axis,))
+    return tuple(jnp.expand_dims(value, axis) for value in sums)
 
 
 @functools.lru_cache(maxsize=None)

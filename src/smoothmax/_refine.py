@@ -310,7 +310,7 @@ def _extended_rest(
         ones = xp.floor(scaled)
         below, count = compensated_sum(xp, scaled - ones, ones, axis)
         return maximum, below + (count - _kernel._constant(xp, 1.0, count)), None
-    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum, axis)
+    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum, axis, compensated_sum is not None)
 
 
 def _has_float64(xp: Any, like: Any) -> bool:
@@ -357,7 +357,9 @@ def _two_product_error(xp: Any, a: Any, b: float, product: Any) -> Any:
     return ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
-def _double_double_rest(xp: Any, slices: Any, t: float, compensated_sum: Any, axis: int) -> tuple[Any, Any, Any]:
+def _double_double_rest(
+    xp: Any, slices: Any, t: float, compensated_sum: Any, axis: int, traced: bool = False
+) -> tuple[Any, Any, Any]:
     """:func:`_extended_rest` in the rows' own dtype, carrying each rounding error."""
     maximum = xp.max(slices, axis=axis, keepdims=True)
     zero = _kernel._constant(xp, 0.0, slices)
@@ -381,6 +383,16 @@ def _double_double_rest(xp: Any, slices: Any, t: float, compensated_sum: Any, ax
         error = xp.where(xp.isfinite(error), error, zero)
         shifted = xp.where(finite, quotient, shifted)
     high = xp.exp(shifted)
+    if traced:
+        # The pivot left out by arithmetic, as in the float32 branch: floor(high) is 1
+        # on the ties (their error is 0) and on near-ties whose exp rounds to 1, one
+        # of which is the pivot, and 0 elsewhere. No argmax: on XLA:CPU its kernel
+        # costs ~1.7 us a call even in a lax.cond branch not taken (16 elements).
+        # The count is summed in the same reduction (a second one would make XLA
+        # keep exp's terms in a full-size temporary).
+        ones = xp.floor(high)
+        rest_high, rest_low, count = compensated_sum(xp, high - ones, high * error, axis, ones)
+        return maximum, rest_high + (count - _kernel._constant(xp, 1.0, count)), rest_low
     terms_high = _without_pivot(xp, slices, high, axis)
     terms_low = _without_pivot(xp, slices, high * error, axis)
     rest_high, rest_low = compensated_sum(xp, terms_high, terms_low, axis)
