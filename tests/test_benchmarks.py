@@ -44,3 +44,22 @@ def test_tiny_run_of_autodiff_backends(backend):
 def test_cli_rejects_unknown_backend():
     with pytest.raises(SystemExit):
         run.main(["--tiny", "--backend", "cupy", "--no-save"])
+
+
+def test_tiny_masked_logits_run():
+    torch = pytest.importorskip("torch")
+    from benchmarks import masked_logits
+
+    threads = torch.get_num_threads()
+    try:
+        rows = masked_logits.main(["--tiny"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(rows) == len(masked_logits.TINY_LAYOUTS) * 4 * 2  # layouts, fills, functions
+    assert {row["peer"] for row in rows} == {"torch.logsumexp", "torch.softmax"}
+    for row in rows:
+        assert math.isfinite(row["ratio_median"]) and row["ratio_median"] > 0
+    causal = masked_logits.masked_input(torch, "causal", (2, 8, 8), -math.inf)
+    assert torch.equal(torch.isneginf(causal[0]), torch.ones(8, 8, dtype=torch.bool).triu(1))
+    padded = masked_logits.masked_input(torch, "padded", (3, 100), -1e4)
+    assert bool((padded[:, 68:] == -1e4).all()) and not bool((padded[:, :68] == -1e4).any())

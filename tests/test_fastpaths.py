@@ -197,8 +197,95 @@ def in_blocks(request, monkeypatch):
     return request.param
 
 
+def _masked_inputs(rng: np.random.Generator) -> list[tuple[str, np.ndarray, int]]:
+    """Logits with masks (a causal one, ``-1e30`` and ``-inf``; ``-1e30`` and ``-1e4`` fills), whose
+    ``exp`` the torch fast path takes by its masked route (:func:`_fastpaths._torch_exp`),
+    and rows where ``d`` meets that route's bounds: their ``exp`` subnormal (the
+    route must fall back to ``torch.exp``), at ``normal_from`` and the float below it,
+    at ``zero_below``. Along the last axis and axis 0."""
+    causal = rng.standard_normal((300, 300)) * 3
+    causal[np.triu_indices(300, 1)] = -1e30
+    causal[np.triu_indices(300, 150)] = -INF  # with -inf beside the finite fill
+    filled = rng.standard_normal((240, 400)) * 3
+    filled[:, 300:] = -1e30  # padding (finite in float32 too)
+    filled[100:, 150:200] = -1e4
+    bounds = np.zeros((200, 50))
+    for row, (normal_from, zero_below) in enumerate(_fastpaths._TORCH_EXP_BOUNDS.values()):
+        below_normal_from = np.nextafter(np.float32(normal_from), -np.inf)  # a float32, so a float64 too
+        bounds[row, 1:6] = [normal_from, below_normal_from, zero_below, -95.0, -720.0]  # d, as row maxima are 0
+    bounds[2:, 1:] = -1e4  # masked rows first, so that the sample sees the mask
+    bounds[40:, 1:10] = rng.standard_normal((160, 9))
+    return [
+        ("masked-causal", causal, 1),
+        ("masked-filled", filled, 1),
+        ("masked-columns", filled.T.copy(), 0),  # the padding last
+        ("masked-columns-first", filled[:, ::-1].T.copy(), 0),
+        ("masked-bounds", bounds, 1),
+    ]
+
+
+@pytest.mark.parametrize("piece_bytes", [None, 4096], ids=["one-piece", "pieces"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks):
+def test_torch_masked_exp_is_torch_exp_bitwise(dtype, piece_bytes, monkeypatch):
+    """:func:`_fastpaths._torch_exp`'s masked route gives ``torch.exp`` bit for bit,
+    in place and into a buffer, on masked shifts, on shifts between its bounds (where it
+    falls back: in pieces, only the last piece, which holds them), at them, and with
+    NaN; and its bounds hold for ``torch.exp``."""
+    torch = pytest.importorskip("torch")
+    if piece_bytes is not None:
+        monkeypatch.setattr(_fastpaths, "_TORCH_EXP_PIECE_BYTES", piece_bytes)
+    torch_dtype = getattr(torch, dtype)
+    normal_from, zero_below = _fastpaths._TORCH_EXP_BOUNDS[torch.empty((), dtype=torch_dtype).element_size()]
+    below_normal_from = float(np.nextafter(getattr(np, dtype)(normal_from), -np.inf))
+    tiny = torch.finfo(torch_dtype).tiny
+    assert torch.exp(torch.tensor(normal_from, dtype=torch_dtype)).item() >= tiny
+    below = -np.geomspace(-zero_below, torch.finfo(torch_dtype).max / 2, 100_000)
+    below = torch.tensor(np.concatenate([below, [zero_below, -INF]]), dtype=torch_dtype)
+    assert torch.equal(torch.exp(below), torch.zeros_like(below))
+    rng = np.random.default_rng(11)
+    normal = -rng.exponential(5.0, 5000)
+    between = -95.0 if dtype == "float32" else -720.0  # exp subnormal
+    just_below = float(np.nextafter(getattr(np, dtype)(zero_below), -np.inf))
+    # name: (shifts, whether the masked route computes them; else torch.exp does)
+    cases = {
+        "normal": (normal, True),
+        "-inf": (np.where(rng.random(5000) < 0.5, -INF, normal), True),
+        "finfo.min": (np.where(rng.random(5000) < 0.5, float(torch.finfo(torch_dtype).min), normal), True),
+        "edges": (np.concatenate([normal, [normal_from, just_below, -1e4, -INF]]), True),
+        "below normal_from": (np.concatenate([normal, [below_normal_from, -1e4]]), False),
+        "at zero_below": (np.concatenate([normal, [zero_below, -1e4]]), False),
+        "between": (np.concatenate([normal, [-1e4, between]]), False),
+        "nan": (np.concatenate([normal, [-1e4, NAN]]), False),
+    }
+
+    class Spy:
+        """torch, counting its ``exp`` calls (the route calls ``Tensor.exp_``)."""
+
+        calls = 0
+
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        def exp(self, *args, **kwargs):
+            Spy.calls += 1
+            return torch.exp(*args, **kwargs)
+
+    for name, (values, by_route) in cases.items():
+        d = torch.tensor(values, dtype=torch_dtype)
+        want = torch.exp(d)
+        in_place = d.clone()
+        Spy.calls = 0
+        for got in (
+            _fastpaths._torch_exp(Spy(), d, None, True),
+            _fastpaths._torch_exp(Spy(), d.clone(), torch.empty_like(d), True),
+            _fastpaths._torch_exp(Spy(), in_place, in_place, True),
+        ):
+            assert _same(got, want), name
+        assert Spy.calls == (0 if by_route else 3), name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks, monkeypatch):
     """Everything but ``lse`` alone at ``t = 1`` on large inputs (see below)."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
@@ -235,6 +322,14 @@ def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks):
     long_rows[1, [5, 200_000, 290_000]] = 40.0
     long_rows[2] = np.round(long_rows[2])
     rows += [("long-rows", long_rows, 1), ("long-row-1d", long_rows[1].copy(), 0)]
+    masked = _masked_inputs(rng)
+    rows += masked
+    # every input looked at for masked logits (_torch_looks_masked), not only large
+    # ones, and their exp taken in pieces of 4096 float32 (2048 float64) entries
+    monkeypatch.setattr(_fastpaths, "_TORCH_MASKED_FROM", 0)
+    monkeypatch.setattr(_fastpaths, "_TORCH_EXP_PIECE_BYTES", 1 << 14)
+    for name, values, _ in masked:
+        assert _fastpaths._torch_looks_masked(torch, torch.from_numpy(values.astype(dtype))), name
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
