@@ -310,7 +310,8 @@ def _extended_rest(
         ones = xp.floor(scaled)
         below, count = compensated_sum(xp, scaled - ones, ones, axis)
         return maximum, below + (count - _kernel._constant(xp, 1.0, count)), None
-    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum, axis, compensated_sum is not None)
+    traced = compensated_sum is not None
+    return _double_double_rest(xp, slices, t, compensated_sum or _compensated_pairwise_sum, axis, traced)
 
 
 def _has_float64(xp: Any, like: Any) -> bool:
@@ -360,7 +361,9 @@ def _two_product_error(xp: Any, a: Any, b: float, product: Any) -> Any:
 def _double_double_rest(
     xp: Any, slices: Any, t: float, compensated_sum: Any, axis: int, traced: bool = False
 ) -> tuple[Any, Any, Any]:
-    """:func:`_extended_rest` in the rows' own dtype, carrying each rounding error."""
+    """:func:`_extended_rest` in the rows' own dtype, carrying each rounding error;
+    ``traced`` (JAX, every slice at once): the pivot left out by arithmetic, and
+    ``compensated_sum`` takes the count of ones as a third operand."""
     maximum = xp.max(slices, axis=axis, keepdims=True)
     zero = _kernel._constant(xp, 0.0, slices)
     # -inf entries (exp gives 0) carry no error; finite stand-ins keep inf - inf out
