@@ -833,22 +833,21 @@ def _torch_blocks(
     for start in range(0, count, per_block):
         size = min(per_block, count - start)
         block, work = part(matrix, start, size), part(scratch, 0, size)
+        step_scratch = part(steps, 0, size) if masked else None
         block_maximum = torch.amax(block, along, keepdim=True, out=part(maximum, start, size))
         if full_name == "q":
             # d in the scratch, exp(d) from it into q (the pivot's 1 kept), frac into
             # the scratch: q's memory first written by exp, whose arithmetic hides
             # the fetch (0.91-1.0x the time of d written into q, one thread or two)
             shifted = _torch_shifted(torch, block, block_maximum, temperature, work)
-            scaled = _torch_exp(torch, shifted, part(full, start, size), masked, part(steps, 0, size) if masked else None)
+            scaled = _torch_exp(torch, shifted, part(full, start, size), masked, step_scratch)
             fractions = torch.frac(scaled, out=work)
         else:
             # d in log_q (or the scratch), exp(d) in the scratch
             shifted = _torch_shifted(
                 torch, block, block_maximum, temperature, part(full, start, size) if full_name else work
             )
-            scaled = fractions = _torch_exp(
-                torch, shifted, work if full_name else shifted, masked, part(steps, 0, size) if masked else None
-            )
+            scaled = fractions = _torch_exp(torch, shifted, work if full_name else shifted, masked, step_scratch)
         block_with_ones = torch.sum(scaled, along, keepdim=True, out=part(with_ones, start, size))
         if short is not None:
             # lse alone: the slices where m + log(S) will not do (see _torch_lse), NaN too
