@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: benchmarks/ is not a package o
 
 from benchmarks.run import MODES, Case, Mode, format_table, measure
 
-#: (shape, which entries are masked) of the full run; --tiny shrinks them.
+#: The shape of each mask layout in the full run; --tiny shrinks them.
 LAYOUTS = {"causal": (32, 8, 256, 256), "padded": (4096, 1024)}
 TINY_LAYOUTS = {"causal": (2, 64, 64), "padded": (64, 128)}
 
