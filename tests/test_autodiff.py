@@ -252,6 +252,26 @@ def test_jax_check_grads_order_two():
     assert jax.config.jax_enable_x64
 
 
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_jax_softmax_vector_jacobian_product_on_every_axis(axis, temperature):
+    # the rule's two written forms (smoothmax._kernel.kernel_jvp's product_first:
+    # the first axis takes the other) transpose to the same q (g - <q, g>) / t
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    x = jnp.asarray(RNG.standard_normal((6, 5, 4)) * 3)
+    g = jnp.asarray(RNG.standard_normal((6, 5, 4)))
+    gradient = jax.jit(jax.grad(lambda v: jnp.sum(softmax(v, axis=axis, temperature=temperature) * g)))(x)
+    q = np.asarray(softmax(x, axis=axis, temperature=temperature))
+    g = np.asarray(g)
+    expected = q * (g - np.sum(q * g, axis=axis, keepdims=True)) / temperature
+    np.testing.assert_allclose(np.asarray(gradient), expected, rtol=1e-12, atol=1e-15)
+    _, tangent = jax.jvp(lambda v: softmax(v, axis=axis, temperature=temperature), (x,), (jnp.asarray(g),))
+    # forward and reverse mode are each other's transpose: <J g, g> both ways
+    np.testing.assert_allclose(float(jnp.sum(tangent * g)), float(np.sum(expected * g)), rtol=1e-12)
+
+
 def test_jax_transforms():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp

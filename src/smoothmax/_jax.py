@@ -118,6 +118,10 @@ def _logsumexp_jvp(axis, temperature, outputs, primals, tangents):
         axis,
         temperature,
         outputs,
+        # along the first of several axes XLA:CPU fuses the transpose of this
+        # form faster (softmax forward+backward at (1024, 4096) and (512, 8192):
+        # 0.67-0.84x the time); along the last or a middle axis, 1.03-1.3x slower
+        product_first=axis == 0 and x.ndim > 1,
     )
     return tuple(values[name] for name in outputs), tangent_values
 

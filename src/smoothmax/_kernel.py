@@ -270,6 +270,7 @@ def kernel_jvp(
     axis: int,
     temperature: float,
     outputs: tuple[str, ...],
+    product_first: bool = False,
 ) -> tuple[Any, ...]:
     """Forward-mode rule: tangents of the named ``outputs`` of :func:`kernel`.
 
@@ -277,11 +278,15 @@ def kernel_jvp(
     ``d lse = a + t c``, ``d q = q (dx - a) / t + r db - q c``,
     ``d r = r (dx - a) / t - r c``, ``d log_q = (dx - a) / t``.
     At ``t = 0`` the weights are piecewise constant in ``x``: only ``a`` remains.
+    With ``product_first``, ``d q`` is written ``(q dx - q a) / t + ...``, whose
+    transpose (reverse mode, as JAX forms it) is ``q (g - <q, g>) / t`` rather
+    than ``q g - q <q, g>``: the same value up to rounding, fused differently.
     """
     t = temperature
     if x_tangent is None:
         x_tangent = xp.zeros_like(q)
-    a = _sum(xp, q * x_tangent, axis)
+    weighted = q * x_tangent
+    a = _sum(xp, weighted, axis)
     c = None if weights_tangent is None or r is None else _sum(xp, r * weights_tangent, axis)
     centred = None if t == 0.0 else (x_tangent - a)
     if centred is not None and t != 1.0:  # dividing by 1 is a full-size pass for nothing
@@ -292,7 +297,12 @@ def kernel_jvp(
     if "sign" in outputs:
         tangents["sign"] = xp.zeros_like(a)
     if "q" in outputs:
-        value = q * centred if centred is not None else xp.zeros_like(q)
+        if product_first and t != 0.0:
+            value = weighted - q * a
+            if t != 1.0:
+                value = value / _constant(xp, t, q)
+        else:
+            value = q * centred if centred is not None else xp.zeros_like(q)
         if c is not None:
             value = value + r * weights_tangent - q * c
         tangents["q"] = value
