@@ -118,12 +118,20 @@ def _logsumexp_jvp(axis, temperature, outputs, primals, tangents):
         axis,
         temperature,
         outputs,
-        # along the first of several axes XLA:CPU fuses the transpose of this
-        # form faster (softmax forward+backward at (1024, 4096) and (512, 8192):
-        # 0.67-0.84x the time); along the last or a middle axis, 1.03-1.3x slower
-        product_first=axis == 0 and x.ndim > 1,
+        product_first=_product_first(x, axis),
     )
     return tuple(values[name] for name in outputs), tangent_values
+
+
+def _product_first(x: Any, axis: int) -> bool:
+    """Whether the JVP rule writes ``q``'s tangent as ``q dx - q a``
+    (:func:`smoothmax._kernel.kernel_jvp`), whose transpose XLA:CPU fuses faster
+    along the first axis of 4096 slices or more: ``softmax`` forward+backward
+    0.67-0.94x the time at (1024, 4096), (512, 8192), (256, 16384), (4096, 4096),
+    (2048, 8192), (128, 65536). With fewer slices ((1024, 1024), (1024, 2048),
+    (8192, 512), (4096, 64): 0.97-1.28x) and along the last or a middle axis
+    (1.0-1.3x) it is slower; other devices keep the usual form (not measured)."""
+    return axis == 0 and x.ndim > 1 and x.size // x.shape[0] >= 4096 and jax.default_backend() == "cpu"
 
 
 def kernel(
