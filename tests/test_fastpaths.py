@@ -197,6 +197,68 @@ def in_blocks(request, monkeypatch):
     return request.param
 
 
+def _flat_inputs(rng: np.random.Generator) -> list[tuple[str, np.ndarray, int]]:
+    """Flat logits, many terms near each slice's maximum, where the bound on the
+    sums' rounding cannot tell one 1 among the ``exp(d)`` from two in float32
+    (``_fastpaths._torch_bound_settles``): the ones are counted. Rows and
+    columns, one of each with a second tie of its maximum."""
+    rows = rng.standard_normal((40, 3000)) * 0.1
+    rows[7, [10, 2000]] = 1.0
+    columns = rng.standard_normal((3000, 40)) * 0.1
+    columns[[5, 2500], 3] = 1.0
+    return [("flat-rows", rows, 1), ("flat-columns", columns, 0)]
+
+
+def test_torch_flat_slices_count_their_ones(in_blocks):
+    """On flat float32 slices the ones are counted: only the slices with a second
+    tie take the generic kernel, not all of them (each row of (2048, 2048) at
+    ``N(0, 0.1)`` did: ``softmax`` 10x ``torch.softmax``)."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (columns with q take the blocks on one thread only)
+    try:
+        _check_flat_slices(torch, xp, in_blocks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_flat_slices(torch, xp, in_blocks):
+    rng = np.random.default_rng(12)
+    for name, values, axis in _flat_inputs(rng):
+        x = torch.from_numpy(values.astype("float32"))
+        (q,) = _fastpaths.torch_kernel(xp, x, None, axis, 1.0, ("q",))
+        with_ones = torch.exp(x - torch.amax(x, axis, keepdim=True)).sum(axis, keepdim=True)
+        assert not _fastpaths._torch_bound_settles(torch, with_ones, x.shape[axis]), name
+        handed = []
+
+        def generic(xp, slices, *arguments, handed=handed):
+            handed.append(slices.shape)
+            return _kernel.kernel(xp, slices, *arguments)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_fastpaths, "_generic", generic)
+            for outputs in [("q",), ("log_q",), ("lse", "q")]:
+                handed.clear()
+                values_fast = _fastpaths.torch_kernel(xp, x, None, axis, 1.0, outputs)
+                values_generic = _kernel.kernel(xp, x, None, axis, 1.0, outputs)
+                assert all(_same(a.numpy(), b.numpy()) for a, b in zip(values_fast, values_generic)), (name, outputs)
+                # in blocks the one slice with two ties (a column twice: see
+                # _torch_blocks), in whole passes the call
+                lone = (3000, 2) if axis == 0 else (1, 3000)
+                blocks = _fastpaths._torch_in_blocks(x, axis, outputs)
+                assert blocks or not in_blocks or (axis == 0 and "log_q" in outputs)
+                assert handed == ([lone] if blocks else [x.shape]), (name, outputs, handed)
+                # without the second tie, nothing is handed over
+                untied = values.copy()
+                untied[np.nonzero(untied == 1.0)[0][0], np.nonzero(untied == 1.0)[1][0]] = 0.9
+                handed.clear()
+                _fastpaths.torch_kernel(xp, torch.from_numpy(untied.astype("float32")), None, axis, 1.0, outputs)
+                assert handed == [], (name, outputs, handed)
+        assert q.shape == x.shape
+
+
 def _masked_inputs(rng: np.random.Generator) -> list[tuple[str, np.ndarray, int]]:
     """Logits with masks (a causal one, ``-1e30`` and ``-inf``; ``-1e30`` and ``-1e4`` fills), whose
     ``exp`` the torch fast path takes by its masked route (:func:`_fastpaths._torch_exp`),
@@ -322,6 +384,7 @@ def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks, monkeypatch):
     long_rows[1, [5, 200_000, 290_000]] = 40.0
     long_rows[2] = np.round(long_rows[2])
     rows += [("long-rows", long_rows, 1), ("long-row-1d", long_rows[1].copy(), 0)]
+    rows += _flat_inputs(rng)
     masked = _masked_inputs(rng)
     rows += masked
     # every input looked at for masked logits (_torch_looks_masked), not only large

@@ -828,6 +828,7 @@ def _torch_blocks(
     # lse alone at t = 1: m + log(S) as in _torch_lse, the pivot left out only where needed
     short = reduced(torch.bool) if outputs == ("lse",) and temperature == 1.0 else None
     any_short = False
+    ones = floors = None  # per slice, its count of ones where the bound cannot settle it
     masked = _torch_looks_masked(torch, x)
     steps = torch.empty_like(scratch) if masked else None  # _torch_exp's masked route
     for start in range(0, count, per_block):
@@ -855,6 +856,12 @@ def _torch_blocks(
             if not bool(block_short.any()):
                 continue  # (their rest is never read)
             any_short = True
+        if not _torch_bound_settles(torch, block_with_ones, n):
+            # the ones counted, before frac takes them (see _torch_rest_without_ones)
+            if ones is None:
+                ones = torch.full(reduced_shape, -1.0, dtype=x.dtype, device=x.device)  # -1: not counted
+                floors = torch.empty_like(scratch)
+            torch.sum(torch.floor(scaled, out=part(floors, 0, size)), along, keepdim=True, out=part(ones, start, size))
         if fractions is scaled:
             fractions.frac_()
         block_rest = part(rest, start, size)
@@ -880,7 +887,10 @@ def _torch_blocks(
         results["sign"] = _kernel._sign(xp, torch.add(one, rest))
     if full_name is not None:
         results[full_name] = full
-    redo = torch.lt(_torch_doubt(torch, with_ones, rest, n), 0.5).logical_not_()  # NaN too
+    doubt = _torch_doubt(torch, with_ones, rest, n)
+    if ones is not None:
+        doubt = torch.where(ones.ge(0.0), ones.sub(1.0).abs_(), doubt)  # counted: exactly one 1, or not
+    redo = torch.lt(doubt, 0.5).logical_not_()  # NaN too
     redo = (redo if short is None else redo.logical_and_(short)).view(-1)
     if bool(redo.any()):
         empty = torch.eq(maximum, -math.inf).view(-1)
@@ -893,9 +903,12 @@ def _torch_blocks(
             redo.logical_and_(empty.logical_not_())
         index = torch.nonzero(redo).squeeze(1)
         if index.numel():
-            slices = matrix.index_select(across, index)
+            # a lone column the generic kernel would sum by torch.sum (its order for
+            # one column), not pairwise as it sums it among others: handed over twice
+            lone_column = not last and index.numel() == 1
+            slices = matrix.index_select(across, index.repeat(2) if lone_column else index)
             for name, value in zip(outputs, _generic(xp, slices, None, along, temperature, outputs)):
-                results[name].index_copy_(across, index, value)
+                results[name].index_copy_(across, index, value.narrow(across, 0, 1) if lone_column else value)
     return tuple(results[name].view(x.shape if name == full_name else keepdims_shape) for name in outputs)
 
 
@@ -1472,18 +1485,31 @@ def _torch_frac_sum_by_rows(torch: Any, scaled: Any, n: int) -> Any:
     return sums.view(scaled.shape[:-1] + (1,))
 
 
-def _torch_count_ones(torch: Any, scaled: Any) -> int:
+def _torch_count_ones(torch: Any, scaled: Any) -> float:
     """How many entries of ``scaled = exp(d) <= 1`` are 1: ``floor`` is 1 there and
-    0 elsewhere, summed block by block through a scratch of ``BLOCK_BYTES``
-    (counts of at most 2^16 per block: exact in any float dtype)."""
-    flat = scaled.view(-1)
-    per_block = BLOCK_BYTES // scaled.element_size()
-    scratch = torch.empty(min(per_block, flat.numel()), dtype=scaled.dtype, device=scaled.device)
-    count = 0
+    0 elsewhere (:func:`_torch_sum_of_each`); NaN where ``scaled`` holds NaN."""
+    return _torch_sum_of_each(torch, scaled, torch.floor)
+
+
+def _torch_count_zeros(torch: Any, values: Any) -> float:
+    """How many entries of ``values`` in ``[0, 1)`` are 0: ``ceil`` is 0 there and
+    1 elsewhere, on the smallest subnormal too (:func:`_torch_sum_of_each`); NaN
+    where ``values`` holds NaN."""
+    return values.numel() - _torch_sum_of_each(torch, values, torch.ceil)
+
+
+def _torch_sum_of_each(torch: Any, values: Any, operation: Any) -> float:
+    """The sum of ``operation(values)`` (``floor`` or ``ceil``: 0 or 1 on each entry of
+    ``[0, 1]``) over every entry, a block at a time through a scratch of
+    ``BLOCK_BYTES`` (counts of at most 2^16 per block: exact in any float dtype)."""
+    flat = values.view(-1)
+    per_block = BLOCK_BYTES // values.element_size()
+    scratch = torch.empty(min(per_block, flat.numel()), dtype=values.dtype, device=values.device)
+    total = 0.0
     for start in range(0, flat.numel(), per_block):
         block = flat[start : start + per_block]
-        count += int(torch.floor(block, out=scratch[: block.numel()]).sum().item())
-    return count
+        total += operation(block, out=scratch[: block.numel()]).sum().item()
+    return total
 
 
 def _torch_rest_without_ones(
@@ -1494,25 +1520,51 @@ def _torch_rest_without_ones(
     the sum of ``scaled`` as it is, which is left with 0 in place of its ones
     (unless ``keep``: the last axis then, see :func:`_torch_frac_sum_by_rows`).
 
-    ``frac`` maps exp(d) in [0, 1) to itself and 1 to 0, in place: the summed
-    values are the generic kernel's (the pivot zeroed) when exactly one entry of
-    each slice is 1 (a near-tie whose exp rounds to 1 makes two). The number of
-    ones, ``with_ones - rest``, is known up to the rounding of the two sums,
-    at most ``(n - 1) u (with_ones + rest)`` whatever the summation order; the
-    answer is taken only where that bound leaves no doubt that it is 1. That
-    bound is at least ``(n - 1) u`` (every sum is at least 1): on longer slices
-    the ones are counted instead (:func:`_torch_count_ones`).
+    ``frac`` maps exp(d) in [0, 1) to itself and 1 to 0: the summed values are
+    the generic kernel's (the pivot zeroed) when exactly one entry of each slice
+    is 1 (a near-tie whose exp rounds to 1 makes two). The number of ones,
+    ``with_ones - rest``, is known up to the rounding of the two sums, at most
+    ``(n - 1) u (with_ones + rest)`` whatever the summation order; the answer is
+    taken where that bound leaves no doubt that it is 1. Where it does (long
+    float32 slices of many terms near their maximum, flat logits: rows of 2048
+    at ``N(0, 0.1)`` already) the ones are counted: with ``keep`` in ``scaled``
+    (:func:`_torch_count_ones`), along the last axis as the zeros ``frac`` left
+    (:func:`_torch_count_zeros`: one a slice, or there were ties or ``exp``
+    underflowed, and the answer is None), along an outer axis, whose pairwise
+    sum overwrites ``scaled``, before ``frac`` wherever the bound may not settle
+    it (:func:`_torch_bound_settles`).
     """
-    eps = torch.finfo(scaled.dtype).eps
-    if (n - 1) * eps >= 0.5:  # (never with keep: its rows fit a block)
-        # every slice holds its pivot's 1: one per slice iff as many as slices
-        if _torch_count_ones(torch, scaled) != with_ones.numel():
-            return None
+    slices = with_ones.numel()  # every slice holds its pivot's 1
+    last = axis == scaled.ndim - 1
+    if keep:
+        rest = _torch_frac_sum_by_rows(torch, scaled, n)
+        if (_torch_doubt(torch, with_ones, rest, n) < 0.5).all().item():
+            return rest
+        return rest if _torch_count_ones(torch, scaled) == slices else None
+    if not last and not _torch_bound_settles(torch, with_ones, n):
+        if _torch_count_ones(torch, scaled) != slices:
+            return None  # several ties somewhere (or NaN)
         return _torch_axis_sum(torch, scaled.frac_(), axis, in_place=True)
-    rest = _torch_frac_sum_by_rows(torch, scaled, n) if keep else _torch_axis_sum(torch, scaled.frac_(), axis, True)
+    rest = _torch_axis_sum(torch, scaled.frac_(), axis, in_place=True)
     if (_torch_doubt(torch, with_ones, rest, n) < 0.5).all().item():
         return rest
+    if last and _torch_count_zeros(torch, scaled) == slices:
+        return rest
     return None
+
+
+def _torch_bound_settles(torch: Any, with_ones: Any, n: int) -> bool:
+    """Whether :func:`_torch_doubt`'s bound, on slices of ``n`` terms whose sums
+    with their ones are ``with_ones``, is below 1/2 wherever a slice has exactly
+    one 1: its two terms are then each at most ``(n - 1) eps (with_ones + rest)
+    <= 2 (n - 1) eps with_ones``. Else the bound could send slices with one tie
+    to the generic kernel (every row of (2048, 2048) float32 at ``N(0, 0.1)``:
+    ``softmax`` 10x ``torch.softmax``), and the ones are counted. Always where
+    ``with_ones <= n`` cannot reach that (float32 slices of up to 1024, float64
+    of up to 2^24), without reading it; NaN: True (the bound then sends the
+    slice on)."""
+    scale = 4 * (n - 1) * torch.finfo(with_ones.dtype).eps
+    return scale * n < 0.5 or not scale * torch.amax(with_ones).item() >= 0.5
 
 
 def _torch_doubt(torch: Any, with_ones: Any, rest: Any, n: int) -> Any:
