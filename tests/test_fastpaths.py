@@ -377,12 +377,14 @@ def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks, monkeypatch):
     special[12, 1:4] = INF
     rows.append(("special-rows-large", special, 1))
     # rows longer than a row block: the pivot found a piece at a time (float32
-    # pieces of 262144 entries, float64 131072): maximum in the tail, ties across
-    # pieces (the first is the pivot), many ties; and one long 1-d row
-    long_rows = rng.standard_normal((3, 300_000)) * 3
+    # pieces of 4096 entries, float64 2048): maximum in the tail, ties across
+    # pieces (the first is the pivot), many ties, two in one float32 piece; and
+    # one long 1-d row
+    long_rows = rng.standard_normal((4, 300_000)) * 3
     long_rows[0, -3] = 40.0
     long_rows[1, [5, 200_000, 290_000]] = 40.0
     long_rows[2] = np.round(long_rows[2])
+    long_rows[3, [4100, 4200]] = 40.0
     rows += [("long-rows", long_rows, 1), ("long-row-1d", long_rows[1].copy(), 0)]
     rows += _flat_inputs(rng)
     masked = _masked_inputs(rng)
