@@ -192,6 +192,9 @@ def in_blocks(request, monkeypatch):
     which only inputs of 8 MiB and more take by default: here every input above
     ``_TORCH_SMALL`` elements, so that small test inputs cover them)."""
     monkeypatch.setattr(_fastpaths, "_TORCH_BLOCKS_FROM", 0 if request.param else math.inf)
+    # blocks of a few slices, so that test inputs span several
+    monkeypatch.setattr(_fastpaths, "_TORCH_SLICES_BLOCK_BYTES", 1 << 15)
+    monkeypatch.setattr(_fastpaths, "_TORCH_Q_BLOCK_BYTES", 1 << 14)
     # and every full-size buffer advised huge, as large inputs' are (_torch_empty)
     monkeypatch.setattr(_fastpaths, "_TORCH_HUGE_PAGES_FROM", 0)
     return request.param

@@ -723,17 +723,23 @@ def _cuda_module() -> Any:
     return _CUDA_MODULE[0]
 
 
-#: Slices are reduced a block of this many bytes at a time (:func:`_torch_blocks`), each
-#: block and its scratch in one core's L2 (1 MiB on the AMD EPYC measured; 256 KiB blocks
-#: gained less); longer rows are searched for their pivot in pieces of this size.
+#: Slices of at most this many bytes are reduced a block of whole slices at a time
+#: (:func:`_torch_blocks`); longer rows are searched for their maximum and summed in
+#: pieces of this size.
 _TORCH_BLOCK_BYTES = 1 << 20
 
-#: Rows (along the last axis) with ``q`` are cut into blocks of this many bytes: a
-#: block of x, its share of q and the scratch, three blocks where ``lse`` alone
-#: touches two, stay in one core's L2 (2 MiB on the Intel Xeon measured: ``softmax``
-#: 0.89-0.95x the time of 1 MiB blocks at (4096, 1024) and (32, 8, 256, 256), forward
-#: and forward+backward; ``log_softmax`` measured no gain, 0.97-1.05x, and keeps 1 MiB).
-_TORCH_Q_BLOCK_BYTES = 1 << 19
+#: The size of a block of slices (:func:`_torch_blocks`), and of one of rows with
+#: ``q``, whose block of ``x``, share of ``q`` and scratch are three blocks where
+#: ``lse`` alone touches two. Each operation on a block costs ~2-5 us beside its
+#: work (~20 a block; more with two intra-op threads, which each operation wakes),
+#: so blocks larger than one core's L2 (1 MiB on the AMD EPYC measured) took
+#: 0.70-0.97x the time of 1 MiB and 512 KiB blocks at (4096, 1024), (32, 8, 256,
+#: 256) and along axis 0 of (1024, 4096), ``logsumexp``, ``softmax`` and
+#: ``log_softmax``, one thread and two (4 MiB no faster than 2). (An Intel Xeon,
+#: 2 MiB L2, measured 512 KiB blocks of rows with ``q`` 0.89-0.95x the time of 1 MiB
+#: in an earlier session.)
+_TORCH_SLICES_BLOCK_BYTES = 2 << 20
+_TORCH_Q_BLOCK_BYTES = 1 << 20
 
 #: ... on inputs of at least this many bytes: below, where a whole pass stays in the
 #: caches, the blocks' bookkeeping (~40 us a call, more a block) costs more than they
@@ -807,7 +813,7 @@ def _torch_blocks(
     along = 1 if last else 0  # the matrix's reduced dimension
     across = 1 - along  # the one blocks are cut along
     count = matrix.shape[across]
-    block_bytes = _TORCH_Q_BLOCK_BYTES if last and "q" in outputs else _TORCH_BLOCK_BYTES
+    block_bytes = _TORCH_Q_BLOCK_BYTES if last and "q" in outputs else _TORCH_SLICES_BLOCK_BYTES
     per_block = max(1, block_bytes // (n * x.element_size()))
     reduced_shape = (count, 1) if last else (1, count)
 
@@ -868,7 +874,8 @@ def _torch_blocks(
         if last:
             torch.sum(fractions, 1, keepdim=True, out=block_rest)
         else:
-            block_rest.copy_(_torch_axis_sum(torch, fractions, 0, in_place=True))  # pairwise
+            # pairwise as the generic kernel sums the columns (one alone in a block too)
+            block_rest.copy_(_torch_axis_sum(torch, fractions, 0, in_place=True, pairwise=count > 1))
         if full_name == "q":
             scaled.div_(torch.add(one, block_rest))
         elif full_name == "log_q":
@@ -1439,18 +1446,21 @@ def _madvise() -> Any:
     return madvise
 
 
-def _torch_axis_sum(torch: Any, values: Any, axis: int, in_place: bool) -> Any:
+def _torch_axis_sum(torch: Any, values: Any, axis: int, in_place: bool, pairwise: bool | None = None) -> Any:
     """``torch.sum(values, axis, keepdim=True)`` as the generic kernel sums
     (:func:`smoothmax._kernel.axis_sum`), bitwise: ``torch.sum`` along the last
     axis, the pairwise sum along an outer axis, folded in place where
     ``in_place`` (``values`` is then overwritten), else in a copy; the sum is
-    a new tensor either way.
+    a new tensor either way. ``pairwise`` decides for a part of an array (a block
+    of its columns, maybe a lone one) as the generic kernel does for the whole.
 
     Each fold is one in-place ``add_`` of two halves; the first odd row out
     serves as the carry in place (no fold touches it again). (``torch.sum``
     along an outer axis: ``logsumexp`` 2.36 ulp off in float64 on the
     conformance case ``dominant/rows-70x1000-axis0``; pairwise 0.57.)"""
-    if math.prod(values.shape[axis + 1 :]) <= 1:
+    if pairwise is None:
+        pairwise = math.prod(values.shape[axis + 1 :]) > 1
+    if not pairwise:
         return torch.sum(values, axis, keepdim=True)
     if not in_place:
         values = values.clone()
