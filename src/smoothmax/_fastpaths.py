@@ -733,9 +733,11 @@ _TORCH_BLOCK_BYTES = 1 << 20
 #: ``lse`` alone touches two. Each operation on a block costs ~2-5 us beside its
 #: work (~20 a block; more with two intra-op threads, which each operation wakes),
 #: so blocks larger than one core's L2 (1 MiB on the AMD EPYC measured) took
-#: 0.70-0.97x the time of 1 MiB and 512 KiB blocks at (4096, 1024), (32, 8, 256,
+#: 0.91-0.97x the time of 1 MiB and 512 KiB blocks at (4096, 1024), (32, 8, 256,
 #: 256) and along axis 0 of (1024, 4096), ``logsumexp``, ``softmax`` and
-#: ``log_softmax``, one thread and two (4 MiB no faster than 2). (An Intel Xeon,
+#: ``log_softmax``, on one thread, 0.59-1.05x (most 0.85-0.95) on two (4 MiB no
+#: faster than 2). Rows longer than ``_TORCH_BLOCK_BYTES`` stay out of the blocks:
+#: one a block, they measured up to 1.4x slower on two threads. (An Intel Xeon,
 #: 2 MiB L2, measured 512 KiB blocks of rows with ``q`` 0.89-0.95x the time of 1 MiB
 #: in an earlier session.)
 _TORCH_SLICES_BLOCK_BYTES = 2 << 20
@@ -1245,7 +1247,7 @@ def _torch_pivot_by_pieces(torch: Any, x: Any, maximum: Any, piece_maxima: Any) 
 #: (``argmax``) found within the first piece holding the maximum
 #: (:func:`_torch_pivot_by_pieces`): a piece of ``_TORCH_BLOCK_BYTES`` made the
 #: search ~3-4x an ``exp`` of the rows ((16, 400_000) float32: ``argmax`` and the
-#: gather of the pieces 9 of 18 ms a ``softmax``).
+#: gather of the pieces 9 of 20 ms a ``softmax``).
 _TORCH_PIVOT_PIECE_BYTES = 1 << 14
 
 
@@ -1544,9 +1546,9 @@ def _torch_rest_without_ones(
     is 1 (a near-tie whose exp rounds to 1 makes two). The number of ones,
     ``with_ones - rest``, is known up to the rounding of the two sums, at most
     ``(n - 1) u (with_ones + rest)`` whatever the summation order; the answer is
-    taken where that bound leaves no doubt that it is 1. Where it does (long
-    float32 slices of many terms near their maximum, flat logits: rows of 2048
-    at ``N(0, 0.1)`` already) the ones are counted: with ``keep`` in ``scaled``
+    taken where that bound leaves no doubt that it is 1. Where it leaves doubt
+    (long float32 slices of many terms near their maximum, flat logits: rows of
+    2048 at ``N(0, 0.1)`` already) the ones are counted: with ``keep`` in ``scaled``
     (:func:`_torch_count_ones`), along the last axis as the zeros ``frac`` left
     (:func:`_torch_count_zeros`: one a slice, or there were ties or ``exp``
     underflowed, and the answer is None), along an outer axis, whose pairwise
