@@ -44,6 +44,16 @@ def masked_input(torch: Any, layout: str, shape: tuple[int, ...], fill: float | 
     return x.masked_fill(mask, fill)
 
 
+def forward_backward(function: Any, leaf: Any, cotangent: Any) -> Any:
+    """A timed call of ``function(leaf)`` and its backward pass with ``cotangent``."""
+
+    def run() -> None:
+        leaf.grad = None
+        function(leaf).backward(cotangent)
+
+    return run
+
+
 def cases(layouts: dict[str, tuple[int, ...]]) -> list[Case]:
     import torch
 
@@ -56,14 +66,6 @@ def cases(layouts: dict[str, tuple[int, ...]]) -> list[Case]:
             x = masked_input(torch, layout, shape, fill)
             leaf = x.clone().requires_grad_(True)
             cotangent = torch.randn(shape, generator=torch.Generator().manual_seed(1))
-
-            def softmax_fwd_bwd(function: Any, leaf: Any = leaf, cotangent: Any = cotangent) -> Any:
-                def run() -> None:
-                    leaf.grad = None
-                    function(leaf).backward(cotangent)
-
-                return run
-
             label = f"{layout}, {fill_name}"
             result.append(
                 Case("torch", f"logsumexp ({label})", shape, -1, "float32",
@@ -71,14 +73,20 @@ def cases(layouts: dict[str, tuple[int, ...]]) -> list[Case]:
             )
             result.append(
                 Case("torch", f"softmax fwd+bwd ({label})", shape, -1, "float32",
-                     softmax_fwd_bwd(lambda v: smoothmax.softmax(v, axis=-1)),
-                     {"torch.softmax": softmax_fwd_bwd(lambda v: torch.softmax(v, -1))})
+                     forward_backward(lambda v: smoothmax.softmax(v, axis=-1), leaf, cotangent),
+                     {"torch.softmax": forward_backward(lambda v: torch.softmax(v, -1), leaf, cotangent)})
             )
     return result
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return run_table(argv, __doc__, lambda tiny: cases(TINY_LAYOUTS if tiny else LAYOUTS))
+
+
+def run_table(argv: list[str] | None, doc: str, make_cases: Any) -> list[dict[str, Any]]:
+    """Parse ``--repeat``/``--tiny``, time ``make_cases(tiny)`` on one intra-op thread
+    and print their table of ratios; the rows."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--tiny", action="store_true", help="small inputs, few repetitions (a smoke run)")
     args = parser.parse_args(argv)
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     base = MODES["tiny" if args.tiny else "quick"]
     mode = Mode(base.shapes, 2 if args.tiny else args.repeat, base.min_time, base.scaling, base.scaling_repeat)
-    rows = [row for case in cases(TINY_LAYOUTS if args.tiny else LAYOUTS) for row in measure(case, mode)]
+    rows = [row for case in make_cases(args.tiny) for row in measure(case, mode)]
     print(format_table(rows))
     return rows
 

@@ -63,3 +63,21 @@ def test_tiny_masked_logits_run():
     assert torch.equal(torch.isneginf(causal[0]), torch.ones(8, 8, dtype=torch.bool).triu(1))
     padded = masked_logits.masked_input(torch, "padded", (3, 100), -1e4)
     assert bool((padded[:, 68:] == -1e4).all()) and not bool((padded[:, :68] == -1e4).any())
+
+
+def test_tiny_flat_logits_run():
+    torch = pytest.importorskip("torch")
+    from benchmarks import flat_logits
+
+    threads = torch.get_num_threads()
+    try:
+        rows = flat_logits.main(["--tiny"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(rows) == len(flat_logits.TINY_INPUTS) * 5  # logsumexp, (log_)softmax, fwd and fwd+bwd
+    assert {row["peer"] for row in rows} == {"torch.logsumexp", "torch.softmax", "torch.log_softmax"}
+    for row in rows:
+        assert math.isfinite(row["ratio_median"]) and row["ratio_median"] > 0
+    x = flat_logits.flat_input(torch, (400, 500), 0.1)
+    assert x.dtype == torch.float32 and 0.09 < float(x.std()) < 0.11
+
