@@ -46,19 +46,26 @@ def test_cli_rejects_unknown_backend():
         run.main(["--tiny", "--backend", "cupy", "--no-save"])
 
 
+def _tiny_rows(torch, module) -> list[dict]:
+    """``module.main(["--tiny"])``'s rows (the caller's thread count kept), each a
+    finite positive ratio."""
+    threads = torch.get_num_threads()
+    try:
+        rows = module.main(["--tiny"])
+    finally:
+        torch.set_num_threads(threads)
+    for row in rows:
+        assert math.isfinite(row["ratio_median"]) and row["ratio_median"] > 0
+    return rows
+
+
 def test_tiny_masked_logits_run():
     torch = pytest.importorskip("torch")
     from benchmarks import masked_logits
 
-    threads = torch.get_num_threads()
-    try:
-        rows = masked_logits.main(["--tiny"])
-    finally:
-        torch.set_num_threads(threads)
+    rows = _tiny_rows(torch, masked_logits)
     assert len(rows) == len(masked_logits.TINY_LAYOUTS) * 4 * 2  # layouts, fills, functions
     assert {row["peer"] for row in rows} == {"torch.logsumexp", "torch.softmax"}
-    for row in rows:
-        assert math.isfinite(row["ratio_median"]) and row["ratio_median"] > 0
     causal = masked_logits.masked_input(torch, "causal", (2, 8, 8), -math.inf)
     assert torch.equal(torch.isneginf(causal[0]), torch.ones(8, 8, dtype=torch.bool).triu(1))
     padded = masked_logits.masked_input(torch, "padded", (3, 100), -1e4)
@@ -69,15 +76,9 @@ def test_tiny_flat_logits_run():
     torch = pytest.importorskip("torch")
     from benchmarks import flat_logits
 
-    threads = torch.get_num_threads()
-    try:
-        rows = flat_logits.main(["--tiny"])
-    finally:
-        torch.set_num_threads(threads)
+    rows = _tiny_rows(torch, flat_logits)
     assert len(rows) == len(flat_logits.TINY_INPUTS) * 5  # logsumexp, (log_)softmax, fwd and fwd+bwd
     assert {row["peer"] for row in rows} == {"torch.logsumexp", "torch.softmax", "torch.log_softmax"}
-    for row in rows:
-        assert math.isfinite(row["ratio_median"]) and row["ratio_median"] > 0
     x = flat_logits.flat_input(torch, (400, 500), 0.1)
     assert x.dtype == torch.float32 and 0.09 < float(x.std()) < 0.11
 
