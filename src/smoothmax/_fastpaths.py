@@ -1041,15 +1041,16 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
     full-size temporary, 0.75-0.85x the time at 32-80 MB (1.0-1.2x at 3.6 MB).
     """
     maximum = torch.amax(x, axis, keepdim=True)
+    masked = _torch_looks_masked(torch, x)  # (once: the fallbacks below take it)
     if (
         axis == x.ndim - 1
         and x.shape[axis] * x.element_size() > _TORCH_BLOCK_BYTES
         and x.numel() * x.element_size() >= _TORCH_BLOCKS_FROM
     ):
-        scaled, total = None, _torch_sum_exp_by_pieces(torch, x, maximum)
+        scaled, total = None, _torch_sum_exp_by_pieces(torch, x, maximum, masked)
     else:
         shifted = _torch_shifted(torch, x, maximum, 1.0)
-        scaled = _torch_exp(torch, shifted, shifted, _torch_looks_masked(torch, x))
+        scaled = _torch_exp(torch, shifted, shifted, masked)
         total = torch.sum(scaled, axis, keepdim=True)
     outside = _torch_log_sum_short(torch, total)
     count = int(outside.sum().item())
@@ -1059,26 +1060,25 @@ def _torch_lse(torch: Any, xp: Any, x: Any, axis: int) -> Any:
         # (along an outer axis a copied-out slice would be summed in another order)
         return _torch_lse_slices(torch, xp, x, axis, total.log_().add_(maximum), outside)
     if scaled is None:
-        return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
+        return _torch_exact(torch, xp, x, axis, 1.0, ("lse",), masked)[0]
     rest = _torch_rest_without_ones(torch, scaled, axis, x.shape[axis], total)
     if rest is not None:
         return torch.log1p(rest).add_(maximum)
-    return _torch_exact(torch, xp, x, axis, 1.0, ("lse",))[0]
+    return _torch_exact(torch, xp, x, axis, 1.0, ("lse",), masked)[0]
 
 
-def _torch_sum_exp_by_pieces(torch: Any, x: Any, maximum: Any) -> Any:
+def _torch_sum_exp_by_pieces(torch: Any, x: Any, maximum: Any, masked: bool) -> Any:
     """``sum(exp(x - m))`` along the last axis (keepdims) of a contiguous ``x`` whose
     rows are longer than a block: each row a piece of ``_TORCH_BLOCK_BYTES`` at a
     time, ``x - m`` and ``exp`` in a piece-sized scratch in cache, the pieces'
     sums added at the end. (A row of 10_000_000 float32: ~0.03 of the input
-    held instead of all of it.)"""
+    held instead of all of it.) ``masked``: :func:`_torch_looks_masked`'s answer."""
     n = x.shape[-1]
     rows, row_maxima = x.view(-1, n), maximum.view(-1, 1)
     piece = _TORCH_BLOCK_BYTES // x.element_size()
     pieces = -(-n // piece)
     sums = torch.empty((rows.shape[0], pieces), dtype=x.dtype, device=x.device)
     scratch = torch.empty(piece, dtype=x.dtype, device=x.device)
-    masked = _torch_looks_masked(torch, x)
     for row in range(rows.shape[0]):
         values, row_maximum = rows[row], row_maxima[row]
         for index, start in enumerate(range(0, n, piece)):
@@ -1111,9 +1111,10 @@ def _torch_lse_slices(torch: Any, xp: Any, x: Any, axis: int, lse: Any, where: A
 
 
 def _torch_exact(
-    torch: Any, xp: Any, x: Any, axis: int, temperature: float, outputs: tuple[str, ...]
+    torch: Any, xp: Any, x: Any, axis: int, temperature: float, outputs: tuple[str, ...], masked: bool | None = None
 ) -> tuple[Any, ...]:
-    """The generic kernel's results, bitwise, in fewer passes.
+    """The generic kernel's results, bitwise, in fewer passes (``masked``:
+    :func:`_torch_looks_masked`'s answer where the caller has it).
 
     No ``argmax``, ``take_along_axis`` or boolean masks above ``_TORCH_SMALL``
     elements (all slow on CPU, the index-returning reductions ~15x an
@@ -1146,7 +1147,8 @@ def _torch_exact(
         return _generic(xp, x, None, axis, temperature, outputs)
     t = temperature
     shifted = _torch_shifted(torch, x, maximum, t)
-    masked = _torch_looks_masked(torch, x)
+    if masked is None:
+        masked = _torch_looks_masked(torch, x)
     if small or long_rows:
         if long_rows:
             index = _torch_pivot_by_pieces(torch, x, maximum, piece_maxima)
@@ -1557,21 +1559,16 @@ def _torch_rest_without_ones(
     """
     slices = with_ones.numel()  # every slice holds its pivot's 1
     last = axis == scaled.ndim - 1
-    if keep:
-        rest = _torch_frac_sum_by_rows(torch, scaled, n)
-        if (_torch_doubt(torch, with_ones, rest, n) < 0.5).all().item():
-            return rest
-        return rest if _torch_count_ones(torch, scaled) == slices else None
-    if not last and not _torch_bound_settles(torch, with_ones, n):
+    if not keep and not last and not _torch_bound_settles(torch, with_ones, n):
         if _torch_count_ones(torch, scaled) != slices:
             return None  # several ties somewhere (or NaN)
         return _torch_axis_sum(torch, scaled.frac_(), axis, in_place=True)
-    rest = _torch_axis_sum(torch, scaled.frac_(), axis, in_place=True)
+    rest = _torch_frac_sum_by_rows(torch, scaled, n) if keep else _torch_axis_sum(torch, scaled.frac_(), axis, True)
     if (_torch_doubt(torch, with_ones, rest, n) < 0.5).all().item():
         return rest
-    if last and _torch_count_zeros(torch, scaled) == slices:
-        return rest
-    return None
+    if keep:
+        return rest if _torch_count_ones(torch, scaled) == slices else None
+    return rest if last and _torch_count_zeros(torch, scaled) == slices else None
 
 
 def _torch_bound_settles(torch: Any, with_ones: Any, n: int) -> bool:
