@@ -1037,16 +1037,26 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
     ``total - 1`` for ``lse`` alone (a few ulp from the generic kernel, as every
     other row). Through ``smoothmax.logsumexp`` (the refinement after the kernel)
     the dominant rows' ``lse`` is within one ulp of mpmath, and its gradient is
-    ``softmax``, bitwise."""
+    ``softmax``, bitwise.
+
+    float32 rows sum their ``total`` in float64 (``_jax_wide_total``): ``T`` is
+    then far smaller (``_jax_lse_keeps_wide_total``), and the kernel's ``lse``
+    alone is within one ulp of mpmath on every one-tie row at ``t = 1`` (two at
+    ``t = 3``), the last of which (``lse`` ~ 1e-25 at ``t = 1``, 4e-8 at
+    ``t = 3``) lies below ``T``: from ``total - 1`` it would be 0."""
     jax, jnp = _jax()
     mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
     maxima = [0.0, 1e-3, 0.5, -0.5, -2.0, 5.0, 40.0, 100.0]
     dominated = [[m] + [m - 30.0] * 5 + [m - 12.0, m - 9.0] for m in maxima]  # one tie each
+    dominated.append([0.0] + [-60.0] * 7)
     others = [[3.0, 3.0, 0.0, -1.0, 1.0, 2.0, -5.0, 0.0], [NAN] + [0.0] * 7, [-INF] * 8, [1.0, INF, 0.0, INF] * 2]
-    rows = np.array(dominated + others + list(np.random.default_rng(3).standard_normal((3, 8))))
+    rows = np.array(dominated + others + list(np.random.default_rng(3).standard_normal((2, 8))))
     x = jnp.asarray(rows.astype(dtype))
-    one_tie = np.arange(len(rows)) < len(maxima)
+    one_tie = np.arange(len(rows)) < len(dominated)
+    wide = dtype == "float32"
+    assert _fastpaths._jax_wide_total(x, 1, ("lse",)) == wide
     for t in (1.0, 3.0):
 
         def kernel(v, outputs, t=t):
@@ -1054,9 +1064,19 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
 
         (lse_alone,) = jax.jit(lambda v: kernel(v, ("lse",)))(x)
         generic_lse, generic_q = _kernel.kernel(jnp, x, None, 1, t, ("lse", "q"))
-        small = (np.abs(np.asarray(lse_alone)) < _fastpaths._jax_lse_keeps_total(t))[:, 0] & one_tie
+        bound = _fastpaths._jax_lse_keeps_wide_total(t, 8) if wide else _fastpaths._jax_lse_keeps_total(t)
+        small = (np.abs(np.asarray(lse_alone)) < bound)[:, 0] & one_tie
         assert small.any() and not small[one_tie].all()
-        assert _same(np.asarray(lse_alone)[small], np.asarray(generic_lse)[small])
+        if wide:
+            assert small[len(dominated) - 1] and small.sum() == 1
+            exact = [
+                float(mpmath.mpf(t) * mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v)) / t) for v in row)))
+                for row in rows[one_tie].astype(dtype)
+            ]
+            # at t = 3 also d = (x - m) / t rounds in float32 (so it does in the generic kernel)
+            assert _within_ulps(np.asarray(lse_alone)[one_tie, 0], np.asarray(exact, dtype=dtype), 1 if t == 1.0 else 2)
+        else:
+            assert _same(np.asarray(lse_alone)[small], np.asarray(generic_lse)[small])
         assert _within_ulps(lse_alone, generic_lse, 2)
         lse, q = jax.jit(lambda v: kernel(v, ("lse", "q")))(x)
         assert _same(np.asarray(lse)[one_tie], np.asarray(generic_lse)[one_tie])
@@ -1066,10 +1086,9 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
         for outputs, expected in ((("lse",), lse_alone), (("lse", "q"), lse)):
             batched = jax.jit(jax.vmap(lambda v, outputs=outputs: kernel(v, outputs)))(x.reshape(3, -1, 8))
             assert _same(np.asarray(batched[0]).reshape(expected.shape), expected)
-    mpmath.mp.dps = 60
-    exact = rows[: len(maxima)].astype(dtype)
+    exact = rows[: len(dominated)].astype(dtype)
     expected = [float(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in row))) for row in exact]
-    found = np.asarray(jax.jit(lambda v: smoothmax.logsumexp(v, axis=1))(x))[: len(maxima)]
+    found = np.asarray(jax.jit(lambda v: smoothmax.logsumexp(v, axis=1))(x))[: len(dominated)]
     assert _within_ulps(found, np.asarray(expected, dtype=dtype), 1), (found, expected)
     lse_gradient = jax.jit(jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=1))))(x)
     assert _same(lse_gradient, jax.jit(lambda v: smoothmax.softmax(v, axis=1))(x))
