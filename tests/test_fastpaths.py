@@ -926,6 +926,9 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
     if jax.default_backend() != "cpu":
         pytest.skip("the blocks are the CPU path; other devices sum every slice again")
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    # float32 rows sum their total in float64 and rarely need the blocks
+    # (test_jax_wide_total_rows); here they take the float32 total
+    monkeypatch.setattr(_fastpaths, "_JAX_WIDE_TOTAL_LONGEST", 0)
     rng = np.random.default_rng(7)
     dominated = [[0.0] + [-40.0] * 7, [5.0, 1.0, -3.0, 0.5, 2.0, -1.0, 0.0, 1.5], [-2.0] + [-30.0] * 7]
     others = [
@@ -1000,6 +1003,62 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
     _fastpaths._jax_rest_of_slices.cache_clear()
 
 
+def test_jax_wide_total_rows(monkeypatch):
+    """float32 rows (up to ``_JAX_WIDE_TOTAL_LONGEST``) on the large-array path
+    sum their ``total`` in float64 (``_jax_wide_total``): every output is within
+    one ulp more of the exact value (the generic kernel in float64 on the same
+    inputs) than the generic kernel's float32 one; ``q`` alone is ``q``
+    beside ``lse`` bitwise (``softmax`` and the gradient of ``logsumexp``), and
+    ``sign`` and the non-finite slices are the generic kernel's. Rows whose
+    ``rest`` is below ``n 2**-27`` are summed again for ``log_q`` (and whose
+    ``lse`` is below ``t n 2**-27`` for ``lse``): from ``total - 1`` their
+    pivot's ``log_q`` and ``lse`` would be 0."""
+    jax, jnp = _jax()
+    if jax.default_backend() != "cpu":
+        pytest.skip("the float64 total is the CPU path")
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    rng = np.random.default_rng(11)
+    tiny = [[0.0] + [-40.0] * 7, [-2.0] + [-60.0] * 7, [30.0] + [-30.0] * 7]  # rest < 8 2**-27
+    one_tie = [[5.0, 1.0, -3.0, 0.5, 2.0, -1.0, 0.0, 1.5], [0.5] + [-12.0] * 7, [-0.5, -3.0] + [-9.0] * 6]
+    # |lse| < 2**-24 (m + log(1 + rest) cancels: not compared), one tie: lse summed
+    # again, while 1 + rest rounds apart from the float64 total (q must divide by
+    # the total either way, as q alone does)
+    cancelling = [
+        [-0.5484150648117065, -3.254904270172119, -4.172997951507568, -4.348231315612793, -2.3683106899261475,
+         -2.2660937309265137, -2.6213183403015137, -2.4633102416992188],
+        [-0.5804957151412964, -4.2610578536987305, -2.338639736175537, -2.6701126098632812, -2.1588714122772217,
+         -3.928811550140381, -2.247039556503296, -3.925388813018799],
+        [-0.5604768395423889, -2.4521584510803223, -2.4832091331481934, -2.670940637588501, -2.5479652881622314,
+         -3.545875310897827, -3.8962807655334473, -2.766331672668457],
+    ]
+    special = [[3.0, 3.0, 0.0, -1.0, 1.0, 2.0, -5.0, 0.0], [NAN] + [0.0] * 7, [-INF] * 8,
+               [1.0, INF, 0.0, INF, -INF, 2.0, 3.0, 4.0], [2.0, -INF, INF, 1.0, 0.0, -1.0, 3.0, 0.5]]
+    rows = np.array(tiny + one_tie + special + list(rng.standard_normal((5, 8)) * 3) + cancelling).astype("float32")
+    x = jnp.asarray(rows)
+    assert _fastpaths._jax_wide_total(x, 1)
+    outputs = ("lse", "q", "log_q", "sign")
+    finite_rows = np.all(np.isfinite(rows), axis=1)
+    compared = finite_rows & (np.arange(len(rows)) < len(rows) - len(cancelling))
+    for t in (1.0, 3.0):
+        fast = jax.jit(lambda v, t=t: _fastpaths.jax_kernel(jnp, v, None, 1, t, outputs))(x)
+        generic = _kernel.kernel(jnp, x, None, 1, t, outputs)
+        exact = _kernel.kernel(np, rows.astype(np.float64), None, 1, t, outputs)
+        for name, a, b, e in zip(outputs, fast, generic, exact):
+            a, b = np.asarray(a), np.asarray(b)
+            assert _same(a[~finite_rows], b[~finite_rows]), name
+            if name == "sign":
+                assert _same(a, b)
+                continue
+            a, b, e = a[compared], b[compared], e[compared]
+            spacing = np.spacing(np.abs(e).astype(np.float32)).astype(np.float64)
+            error, generic_error = (np.abs(v.astype(np.float64) - e) / spacing for v in (a, b))
+            assert np.all(error <= generic_error + 1.0), (name, t, error.max(), generic_error.max())
+        # the tiny rows' pivots: summed again, not total - 1
+        assert np.all(np.asarray(fast[2])[:3, 0] < 0) and np.asarray(fast[0])[0, 0] > 0
+        (q_alone,) = jax.jit(lambda v, t=t: _fastpaths.jax_kernel(jnp, v, None, 1, t, ("q",)))(x)
+        assert _same(q_alone, fast[1])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_large_path_makes_no_full_size_temporary(dtype):
     """XLA sizes one temporary buffer for all of a program's ``lax.cond`` branches,
@@ -1056,7 +1115,7 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
     x = jnp.asarray(rows.astype(dtype))
     one_tie = np.arange(len(rows)) < len(dominated)
     wide = dtype == "float32"
-    assert _fastpaths._jax_wide_total(x, 1, ("lse",)) == wide
+    assert _fastpaths._jax_wide_total(x, 1) == wide
     for t in (1.0, 3.0):
 
         def kernel(v, outputs, t=t):
@@ -1079,8 +1138,11 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
             assert _same(np.asarray(lse_alone)[small], np.asarray(generic_lse)[small])
         assert _within_ulps(lse_alone, generic_lse, 2)
         lse, q = jax.jit(lambda v: kernel(v, ("lse", "q")))(x)
-        assert _same(np.asarray(lse)[one_tie], np.asarray(generic_lse)[one_tie])
-        assert _same(np.asarray(q)[one_tie], np.asarray(generic_q)[one_tie])
+        if wide:  # the same second sums as lse alone; q divides by the total (test_jax_wide_total_rows)
+            assert _same(lse, lse_alone)
+        else:
+            assert _same(np.asarray(lse)[one_tie], np.asarray(generic_lse)[one_tie])
+            assert _same(np.asarray(q)[one_tie], np.asarray(generic_q)[one_tie])
         assert _within_ulps(lse, generic_lse, 2) and _within_ulps(q, generic_q, 8)
         assert _same(jax.jit(lambda v: kernel(v, ("q",)))(x)[0], q)
         for outputs, expected in ((("lse",), lse_alone), (("lse", "q"), lse)):

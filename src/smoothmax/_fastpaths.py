@@ -1628,7 +1628,9 @@ def jax_kernel(
     again without its tie; ``lse`` alone only where ``|lse|`` is below
     :func:`_jax_lse_keeps_total` (16 at ``t = 1``), where the sum's rounding
     may reach it (above it is at most a quarter of an ulp). The second sum
-    runs in a ``lax.cond`` taken only where there are such slices. Slices with
+    runs in a ``lax.cond`` taken only where there are such slices. float32
+    rows up to 2048 long sum ``total`` in float64 instead, good enough that
+    such slices are rare (:func:`_jax_wide_total`). Slices with
     no entries (all ``-inf``: shifted by 0, ``total = 0``) and NaN take the
     same formulas, and so do ``+inf`` maxima, with their ``+inf`` entries set
     to 0 and the rest to ``-inf`` (the generic kernel's limit) in a
@@ -1642,7 +1644,7 @@ def jax_kernel(
         return _jax_small_unless_batched(axis, temperature, outputs)(x)
     import jax
 
-    wide = _jax_wide_total(x, axis, outputs)
+    wide = _jax_wide_total(x, axis)
 
     def sums(x: Any, shift: Any, positive_inf: bool = False) -> Any:
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
@@ -1663,11 +1665,21 @@ def jax_kernel(
         again = _jax_one_tie(total)
         if positive_inf:
             again = again & ~infinite
-        if "log_q" not in outputs and "q" not in outputs:
+        if wide:
+            # q divides by total itself; lse and log_q take total - 1 where its
+            # rounding cannot reach them (_jax_lse_keeps_wide_total)
+            n = x.shape[axis]
+            reached = xp.zeros_like(again)
+            if "lse" in outputs:
+                lse = _jax_lse(xp, xp.astype(maximum, rest.dtype), xp.log1p(rest), temperature)
+                reached = reached | (xp.abs(lse) < _kernel._constant(xp, _jax_lse_keeps_wide_total(temperature, n), lse))
+            if "log_q" in outputs:
+                reached = reached | (rest < _kernel._constant(xp, _jax_log_q_keeps_wide_total(n), rest))
+            again = again & reached
+        elif "log_q" not in outputs and "q" not in outputs:
             # lse alone: only where total's rounding may reach lse (_jax_lse_keeps_total)
-            lse = _jax_lse(xp, xp.astype(maximum, rest.dtype), xp.log1p(rest), temperature)
-            bound = _jax_lse_keeps_wide_total(temperature, x.shape[axis]) if wide else _jax_lse_keeps_total(temperature)
-            again = again & (xp.abs(lse) < _kernel._constant(xp, bound, lse))
+            lse = _jax_lse(xp, maximum, xp.log1p(rest), temperature)
+            again = again & (xp.abs(lse) < _kernel._constant(xp, _jax_lse_keeps_total(temperature), lse))
 
         def sum_below(x: Any, shift: Any, rest: Any, again: Any) -> Any:
             n = x.shape[axis]
@@ -1692,7 +1704,10 @@ def jax_kernel(
         def keep(x: Any, shift: Any, rest: Any, again: Any) -> Any:
             return rest
 
-        return jax.lax.cond(_jax_any(again), sum_below, keep, x, shift, rest, again)
+        if wide and outputs == ("q",):
+            return rest, rest
+        summed = jax.lax.cond(_jax_any(again), sum_below, keep, x, shift, rest, again)
+        return (summed, rest) if wide else summed
 
     def at_positive_inf(x: Any, maximum: Any) -> Any:
         # A slice with +inf: uniform on its +inf entries, as the generic kernel's
@@ -1717,14 +1732,18 @@ def jax_kernel(
     # blocks of _jax_rest_of_slices: 535-1510 faults a call at (4096, 1024) and
     # (32, 8, 256, 256), up to a quarter of logsumexp's time there).
     rest = jax.lax.cond(_jax_any(maximum == math.inf), positive_inf_sums, sums, x, shift)
-    if wide:  # lse alone, from the float64 total: one rounding to x's dtype
-        return (xp.astype(_jax_lse(xp, xp.astype(maximum, rest.dtype), xp.log1p(rest), temperature), x.dtype),)
+    total = None
+    if wide:
+        # the float64 sums in x's dtype, each rounded once: q divides by the total
+        # itself, so that softmax and the gradient of logsumexp share its bits
+        rest, rest_of_total = rest
+        total = xp.astype(_kernel._constant(xp, 1.0, rest_of_total) + rest_of_total, x.dtype)
     if outputs == ("q",) and maximum.size > 1:
         # softmax: see _jax_difference_at_limits
         difference = _jax_difference_at_limits(xp, x, maximum, shift)
-        return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs, difference)
+        return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs, difference, total)
     x = at_positive_inf(x, maximum)  # elementwise, fused into the outputs that read x
-    return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs)
+    return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs, total=total)
 
 
 #: Up to this many bytes JAX's kernel runs in one piece, fix-ups inline
@@ -2104,28 +2123,37 @@ def _jax_lse_keeps_total(t: float) -> float:
 _JAX_WIDE_TOTAL_LONGEST = 2048
 
 
-def _jax_wide_total(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
-    """Whether the large-array path sums float32 ``exp(d)`` in float64: ``lse``
-    alone, along a last axis up to ``_JAX_WIDE_TOTAL_LONGEST``, on CPU, with
-    ``jax_enable_x64``. ``total - 1`` is then good to ``2 (n - 1)`` float64 eps
-    (:func:`_jax_lse_keeps_wide_total`), so the one-tie rows that the float32
-    total sends to a second sum (``|lse| < 16 t``: 11% of the rows of (4096,
-    1024) and 22% of (32, 8, 256, 256) at standard deviation 3), gathered and
-    summed again (:func:`_jax_rest_of_slices`), keep it. ``logsumexp`` under
-    ``jit``, ratio to ``jax.nn`` before -> after: (4096, 1024) 1.89 -> 1.39,
-    (32, 8, 256, 256) 1.61 -> 1.37, (1024, 1024) 1.80 -> 1.39, (2048, 2048)
-    1.53 -> 1.41, (8192, 512) 1.64 -> 1.37, (16384, 256) 2.15 -> 1.62,
-    (65536, 64) 2.21 -> 1.16. Longer rows have fewer one-tie rows, and XLA's
-    converting sum of them ran erratically: (1024, 4096) 1.37 -> 1.36,
-    (256, 16384) 1.47 -> 1.33, but (64, 65536) 1.05 -> 1.50 and (128, 32768)
-    1.98 -> 14.4. Not along an outer axis (the converting column sum alone
-    measured 1.54x ``jax.nn`` at (1024, 4096) axis 0, the float32 total with its
-    second sum 1.37x)."""
+def _jax_wide_total(x: Any, axis: int) -> bool:
+    """Whether the large-array path sums float32 ``exp(d)`` in float64: along a
+    last axis up to ``_JAX_WIDE_TOTAL_LONGEST``, on CPU, with ``jax_enable_x64``.
+    ``total - 1`` is then good to ``2 (n - 1)`` float64 eps, so the one-tie rows
+    that a float32 total sends to a second sum (every one for ``q`` and
+    ``log_q``, those with ``|lse| < 16 t`` for ``lse`` alone: 11% and 22% of the
+    rows of (4096, 1024) and (32, 8, 256, 256) at standard deviation 3),
+    gathered and summed again (:func:`_jax_rest_of_slices`), keep it: ``q``
+    divides by the total itself, rounded once (no row is summed again for it),
+    ``lse`` and ``log_q`` take ``log1p(total - 1)`` rounded once, summed again
+    only where its rounding may reach them (:func:`_jax_lse_keeps_wide_total`,
+    :func:`_jax_log_q_keeps_wide_total`: rows whose ``lse`` or ``rest`` is below
+    ``~ t n 2**-27``, rare), as accurate as the generic kernel (or more).
+
+    ``logsumexp`` under ``jit``, ratio to ``jax.nn`` before -> after (one
+    process, interleaved rounds): (4096, 1024) 1.89 -> 1.39, (32, 8, 256, 256)
+    1.61 -> 1.37, (1024, 1024) 1.80 -> 1.39, (2048, 2048) 1.53 -> 1.41, (8192,
+    512) 1.64 -> 1.37, (16384, 256) 2.15 -> 1.62, (65536, 64) 2.21 -> 1.16. Time
+    of the gradient of ``logsumexp``, ``softmax`` and ``log_softmax`` forward +
+    backward, after / before: (4096, 1024) 0.80, 0.92, 0.83; (32, 8, 256, 256)
+    0.93, 0.99, 0.92; (16384, 256) 1.05 (noisy), 0.94, 0.63; (65536, 64) 0.55,
+    0.70, 0.61; (1024, 1024) and (2048, 2048) 0.81-1.01. Longer rows have fewer
+    one-tie rows, and XLA's converting sum of them ran erratically (``lse``
+    alone: (1024, 4096) 1.37 -> 1.36, (256, 16384) 1.47 -> 1.33, but (64, 65536)
+    1.05 -> 1.50 and (128, 32768) 1.98 -> 14.4). Not along an outer axis (the
+    converting column sum alone measured 1.54x ``jax.nn`` at (1024, 4096) axis 0,
+    the float32 total with its second sum 1.37x)."""
     import jax
 
     return (
-        outputs == ("lse",)
-        and x.dtype == np.float32
+        x.dtype == np.float32
         and axis == x.ndim - 1
         and x.shape[axis] <= _JAX_WIDE_TOTAL_LONGEST
         and jax.config.jax_enable_x64
@@ -2139,6 +2167,14 @@ def _jax_lse_keeps_wide_total(t: float, n: int) -> float:
     < 2``), ``t`` times that in ``lse``: a quarter of a float32 ulp from
     ``T = t n 2**-27`` on (a power of two)."""
     return 2.0 ** math.ceil(math.log2(t * n * 2.0**-27))
+
+
+def _jax_log_q_keeps_wide_total(n: int) -> float:
+    """The ``rest`` from which ``log_q`` may take a float64 ``total - 1`` of float32
+    terms: its rounding (``2 (n - 1)`` float64 eps, :func:`_jax_lse_keeps_wide_total`)
+    is a quarter of a float32 ulp of ``log(1 + rest) ~ rest`` from ``n 2**-27`` on,
+    and so of every ``log_q = d / t - log(1 + rest)`` (``d <= 0``)."""
+    return n * 2.0**-27
 
 
 def _jax_lse(xp: Any, maximum: Any, log_sum: Any, t: float) -> Any:
@@ -2222,25 +2258,31 @@ def _jax_outputs(
     t: float,
     outputs: tuple[str, ...],
     difference: Any = None,
+    total: Any = None,
 ) -> tuple[Any, ...]:
     """The named outputs from the maximum, the shift (the maximum where finite) and
     the sum without the pivot, with the generic kernel's formulas; ``difference``:
-    ``x - shift`` where the caller has it."""
+    ``x - shift`` where the caller has it. A wider ``rest`` (float64 for float32
+    ``x``) gives ``lse`` and ``log(1 + rest)`` each rounded once to ``x``'s dtype;
+    ``total``, where given, is the sum ``q`` divides by (else ``1 + rest``)."""
     one = _kernel._constant(xp, 1.0, x)
     if difference is None and ("q" in outputs or "log_q" in outputs):
         difference = x - shift
+    if total is None:
+        total = one + rest
     log_sum = xp.log1p(rest)
     results: dict[str, Any] = {}
     for name in outputs:
         if name == "lse":
-            results[name] = _jax_lse(xp, maximum, log_sum, t)
+            lse = _jax_lse(xp, xp.astype(maximum, rest.dtype), log_sum, t)
+            results[name] = xp.astype(lse, x.dtype)
         elif name == "sign":
             # the sum of a slice with no entries is 0
-            results[name] = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), _kernel._sign(xp, one + rest))
+            results[name] = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), _kernel._sign(xp, total))
         elif name == "q":
-            results[name] = xp.exp(_jax_divided(xp, difference, t)) / (one + rest)
+            results[name] = xp.exp(_jax_divided(xp, difference, t)) / total
         else:  # log_q
-            results[name] = _jax_divided(xp, difference, t) - log_sum
+            results[name] = _jax_divided(xp, difference, t) - xp.astype(log_sum, x.dtype)
     return tuple(results[name] for name in outputs)
 
 
