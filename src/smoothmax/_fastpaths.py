@@ -2118,8 +2118,8 @@ def _jax_lse_keeps_total(t: float) -> float:
     return 2.0 ** math.ceil(math.log2(16.0 * t))
 
 
-#: float32 ``logsumexp`` along a last axis up to this long sums ``exp(d)`` in
-#: float64 (:func:`_jax_wide_total`).
+#: float32 rows up to this long sum ``exp(d)`` in float64 on JAX's large-array
+#: path, for every output (:func:`_jax_wide_total`).
 _JAX_WIDE_TOTAL_LONGEST = 2048
 
 
