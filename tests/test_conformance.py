@@ -55,3 +55,27 @@ def test_case_files_match_the_generator(pattern):
     """The checked-in expected values are what ``generate.py`` computes now."""
     pytest.importorskip("mpmath")
     assert generate.main(["--check", "--family", "core", "--case", pattern]) == 0
+
+
+def test_jax_large_path_passes_every_float32_case():
+    """JAX's large-array path (above ``_JAX_SMALL_BYTES``, which the cases' small
+    inputs never reach: their float32 rows would sum in float64 there, columns
+    and middle axes take the float32 sum with its second sums) run on every
+    float32 case, forced by a threshold of 0: all within their tolerances.
+    A process of its own, so that no program compiled for the one-piece path is
+    reused (jit keys on shapes, not on the threshold)."""
+    pytest.importorskip("jax")
+    pytest.importorskip("mpmath")
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from smoothmax import _fastpaths\n"
+        "_fastpaths._JAX_SMALL_BYTES = 0\n"
+        "from conformance.__main__ import main\n"
+        "sys.exit(main(['--backend', 'jax', '--dtype', 'float32', '--quiet']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " 0 failed" in result.stdout, result.stdout[-3000:]
