@@ -1672,7 +1672,8 @@ def jax_kernel(
             reached = xp.zeros_like(again)
             if "lse" in outputs:
                 lse = _jax_lse(xp, xp.astype(maximum, rest.dtype), xp.log1p(rest), temperature)
-                reached = reached | (xp.abs(lse) < _kernel._constant(xp, _jax_lse_keeps_wide_total(temperature, n), lse))
+                bound = _kernel._constant(xp, _jax_lse_keeps_wide_total(temperature, n), lse)
+                reached = reached | (xp.abs(lse) < bound)
             if "log_q" in outputs:
                 reached = reached | (rest < _kernel._constant(xp, _jax_log_q_keeps_wide_total(n), rest))
             again = again & reached
