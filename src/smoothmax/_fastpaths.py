@@ -1331,6 +1331,8 @@ def _torch_exp(torch: Any, values: Any, out: Any = None, masked: bool = False, s
         out = _torch_out(torch, values)
     if not masked:
         return torch.exp(values, out=out)
+    if out is None:
+        out = torch.empty_like(values)
     in_place = out is values
     piece = _TORCH_EXP_PIECE_BYTES // values.element_size()
     if values.numel() <= piece or not (values.is_contiguous() and out.is_contiguous()):
