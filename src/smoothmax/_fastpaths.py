@@ -1331,7 +1331,7 @@ def _torch_exp(torch: Any, values: Any, out: Any = None, masked: bool = False, s
         out = _torch_out(torch, values)
     if not masked:
         return torch.exp(values, out=out)
-    if out is None:
+    if out is None:  # _torch_out leaves small results to the operation: the route needs one
         out = torch.empty_like(values)
     in_place = out is values
     piece = _TORCH_EXP_PIECE_BYTES // values.element_size()
