@@ -252,11 +252,14 @@ def test_jax_check_grads_order_two():
     assert jax.config.jax_enable_x64
 
 
-@pytest.mark.parametrize("shape, axis", [((6, 5, 4), 0), ((6, 5, 4), 1), ((6, 5, 4), -1), ((3, 64, 64), 0)])
+@pytest.mark.parametrize(
+    "shape, axis", [((6, 5, 4), 0), ((6, 5, 4), 1), ((6, 5, 4), -1), ((3, 64, 64), 0), ((3, 1100), -1)]
+)
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_jax_softmax_vector_jacobian_product_on_every_axis(shape, axis, temperature):
-    # the rule's two written forms of q's tangent (smoothmax._jax._product_first
-    # picks q dx - q a along the first axis of 4096 slices) give q (g - <q, g>) / t
+    # the rule's two written forms of q's tangent (smoothmax._jax._scaled_tangent
+    # picks the one from e = exp(d) and total except along last axes up to 1024)
+    # give q (g - <q, g>) / t
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
 
@@ -264,14 +267,50 @@ def test_jax_softmax_vector_jacobian_product_on_every_axis(shape, axis, temperat
 
     x = jnp.asarray(RNG.standard_normal(shape) * 3)
     g = jnp.asarray(RNG.standard_normal(shape))
-    assert _jax._product_first(x, axis % x.ndim) == (shape == (3, 64, 64) and jax.default_backend() == "cpu")
+    scaled = _jax._scaled_tangent(x, None, axis % x.ndim, temperature, ("q",))
+    assert scaled == (axis % x.ndim != x.ndim - 1 or shape[axis] > 1024)
     gradient = jax.jit(jax.grad(lambda v: jnp.sum(softmax(v, axis=axis, temperature=temperature) * g)))(x)
     q = np.asarray(softmax(x, axis=axis, temperature=temperature))
     g = np.asarray(g)
     expected = q * (g - np.sum(q * g, axis=axis, keepdims=True)) / temperature
-    np.testing.assert_allclose(np.asarray(gradient), expected, rtol=1e-12, atol=1e-15)
+    # within a few roundings of the terms subtracted (q g and q <q, g>): the
+    # difference may cancel, so the bound is on their scale, not the result's
+    scale = q * (np.abs(g) + np.sum(q * np.abs(g), axis=axis, keepdims=True)) / temperature
     _, tangent = jax.jvp(lambda v: softmax(v, axis=axis, temperature=temperature), (x,), (jnp.asarray(g),))
-    np.testing.assert_allclose(np.asarray(tangent), expected, rtol=1e-12, atol=1e-15)  # J is symmetric
+    for value in (gradient, tangent):  # J is symmetric
+        assert np.all(np.abs(np.asarray(value) - expected) <= 16 * np.finfo(np.float64).eps * scale)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_scaled_softmax_tangent_at_the_limits(dtype):
+    # the scaled form (e = exp(d), total = 1 + rest >= 1) on slices with no
+    # entries (e = 0, total = 1), with +inf entries (e = 1 on them, total = their
+    # count) and with NaN, one-piece and large-array paths: the usual rule's values
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from smoothmax import _fastpaths, _jax
+
+    for columns in (5, _fastpaths._JAX_SMALL_BYTES // 8 // 4 + 1):  # (8, columns) along axis 0: both paths
+        x = RNG.standard_normal((8, columns)) * 3
+        x[:, 0] = -np.inf
+        x[[1, 4], 1] = np.inf
+        x[2, 2] = np.nan
+        x[:, 3] = np.where(np.arange(8) % 2, -np.inf, 1.0)
+        x = jnp.asarray(x.astype(dtype))
+        g = jnp.asarray(RNG.standard_normal((8, columns)).astype(dtype))
+        assert _jax._scaled_tangent(x, None, 0, 1.0, ("q",))
+        gradient = np.asarray(jax.jit(jax.grad(lambda v: jnp.sum(softmax(v, axis=0) * g)))(x), np.float64)
+        _, tangent = jax.jvp(lambda v: softmax(v, axis=0), (x,), (g,))
+        q = np.asarray(softmax(x, axis=0), np.float64)
+        g = np.asarray(g, np.float64)
+        expected = q * (g - np.sum(q * g, axis=0, keepdims=True))
+        tolerance = {"float32": 1e-6, "float64": 1e-14}[dtype]
+        for value in (gradient, np.asarray(tangent, np.float64)):
+            np.testing.assert_array_equal(np.isnan(value), np.isnan(expected))  # column 2 only
+            assert np.isnan(value[:, 2]).all() and not np.isnan(np.delete(value, 2, axis=1)).any()
+            np.testing.assert_allclose(value, expected, rtol=tolerance, atol=tolerance)
+            np.testing.assert_array_equal(value[:, 0], 0.0)
 
 
 def test_jax_transforms():

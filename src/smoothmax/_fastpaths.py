@@ -108,6 +108,21 @@ ENABLED: bool = _switched_on("SMOOTHMAX_FASTPATHS")
 #: The outputs the fast paths compute themselves (no weights: ``r`` is never asked).
 _FAST_OUTPUTS = frozenset(("lse", "sign", "q", "log_q"))
 
+#: What JAX's kernel also returns for its JVP rule alone (``smoothmax._jax``):
+#: ``exp``, the ``e = exp(d)`` that ``q = e / total`` divides, and ``total``
+#: (``1 + rest``, at least 1), as the same arrays that ``q`` is computed from.
+_JAX_RULE_OUTPUTS = frozenset(("exp", "total"))
+
+
+def _without_rule_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
+    """``outputs`` less :data:`_JAX_RULE_OUTPUTS`: what a fast path must decline on."""
+    return tuple(name for name in outputs if name not in _JAX_RULE_OUTPUTS)
+
+
+def _jax_q_alone(outputs: tuple[str, ...]) -> bool:
+    """Whether ``outputs`` are ``q``, with or without the rule's ``exp`` and ``total``."""
+    return "q" in outputs and _JAX_RULE_OUTPUTS.union(("q",)).issuperset(outputs)
+
 #: Scratch per block, in bytes: a block of ``x`` and its scratch stay in L2.
 BLOCK_BYTES = 1 << 18
 
@@ -1638,7 +1653,7 @@ def jax_kernel(
     are computed elementwise after the reduction, where XLA fuses them into
     what consumes them.
     """
-    if _declines(x, weights, axis, temperature, outputs) or x.dtype not in _jax_floats():
+    if _declines(x, weights, axis, temperature, _without_rule_outputs(outputs)) or x.dtype not in _jax_floats():
         return _generic(xp, x, weights, axis, temperature, outputs)
     if x.size * x.dtype.itemsize <= _JAX_SMALL_BYTES:
         return _jax_small_unless_batched(axis, temperature, outputs)(x)
@@ -1705,7 +1720,7 @@ def jax_kernel(
         def keep(x: Any, shift: Any, rest: Any, again: Any) -> Any:
             return rest
 
-        if wide and outputs == ("q",):
+        if wide and _jax_q_alone(outputs):
             return rest, rest
         summed = jax.lax.cond(_jax_any(again), sum_below, keep, x, shift, rest, again)
         return (summed, rest) if wide else summed
@@ -1739,7 +1754,7 @@ def jax_kernel(
         # itself, so that softmax and the gradient of logsumexp share its bits
         rest, rest_of_total = rest
         total = xp.astype(_kernel._constant(xp, 1.0, rest_of_total) + rest_of_total, x.dtype)
-    if outputs == ("q",) and maximum.size > 1:
+    if _jax_q_alone(outputs) and maximum.size > 1:
         # softmax: see _jax_difference_at_limits
         difference = _jax_difference_at_limits(xp, x, maximum, shift)
         return _jax_outputs(xp, x, maximum, shift, rest, temperature, outputs, difference, total)
@@ -1825,7 +1840,7 @@ def jax_refined_kernel(
         x.dtype != jnp.float32
         or not _jax_wide_float32_takes(x)
         or not jax.config.jax_enable_x64
-        or _declines(x, None, axis, temperature, outputs)
+        or _declines(x, None, axis, temperature, _without_rule_outputs(outputs))
     ):
         return None
     return _jax_wide_float32_unless_batched(axis, temperature, outputs, refined_kernel)(x)
@@ -1874,7 +1889,7 @@ def _jax_wide_float32(xp: Any, x: Any, axis: int, t: float, outputs: tuple[str, 
     the float32 one with ``q`` elsewhere (``softmax_entropy`` of 6 x 8 float32
     measured 2.58 ulp with the float64 ``log_q`` beside the float32 ``q``, 1.34 so)."""
     wide = "lse" in outputs or "log_q" in outputs
-    narrow_outputs = tuple(name for name in outputs if name in ("q", "sign"))
+    narrow_outputs = tuple(name for name in outputs if name in ("q", "sign", "exp", "total"))
     x, maximum, shift, shifted, below, ties = _jax_small_terms(xp, x, axis, t)
     results: dict[str, Any] = {}
     rest = None
@@ -2265,12 +2280,16 @@ def _jax_outputs(
     the sum without the pivot, with the generic kernel's formulas; ``difference``:
     ``x - shift`` where the caller has it. A wider ``rest`` (float64 for float32
     ``x``) gives ``lse`` and ``log(1 + rest)`` each rounded once to ``x``'s dtype;
-    ``total``, where given, is the sum ``q`` divides by (else ``1 + rest``)."""
+    ``total``, where given, is the sum ``q`` divides by (else ``1 + rest``); the
+    JVP rule's ``exp`` and ``total`` (:data:`_JAX_RULE_OUTPUTS`) are the very
+    arrays ``q = exp / total`` is computed from."""
     one = _kernel._constant(xp, 1.0, x)
-    if difference is None and ("q" in outputs or "log_q" in outputs):
+    if difference is None and ("q" in outputs or "log_q" in outputs or "exp" in outputs):
         difference = x - shift
     if total is None:
         total = one + rest
+    if "q" in outputs or "exp" in outputs:
+        exponential = xp.exp(_jax_divided(xp, difference, t))
     log_sum = xp.log1p(rest)
     results: dict[str, Any] = {}
     for name in outputs:
@@ -2281,7 +2300,11 @@ def _jax_outputs(
             # the sum of a slice with no entries is 0
             results[name] = xp.where(maximum == -math.inf, _kernel._constant(xp, 0.0, x), _kernel._sign(xp, total))
         elif name == "q":
-            results[name] = xp.exp(_jax_divided(xp, difference, t)) / total
+            results[name] = exponential / total
+        elif name == "exp":
+            results[name] = exponential
+        elif name == "total":
+            results[name] = total
         else:  # log_q
             results[name] = _jax_divided(xp, difference, t) - xp.astype(log_sum, x.dtype)
     return tuple(results[name] for name in outputs)

@@ -108,6 +108,9 @@ def _logsumexp_jvp(axis, temperature, outputs, primals, tangents):
     x, weights = primals
     x_tangent, weights_tangent = tangents
     internal = with_rule_inputs(outputs, weights is not None)
+    scaled = _scaled_tangent(x, weights, axis, temperature, outputs)
+    if scaled:
+        internal += tuple(name for name in ("exp", "total") if name not in internal)
     values = dict(zip(internal, _logsumexp(x, weights, axis, temperature, internal)))
     tangent_values = kernel_jvp(
         jnp,
@@ -118,20 +121,48 @@ def _logsumexp_jvp(axis, temperature, outputs, primals, tangents):
         axis,
         temperature,
         outputs,
-        product_first=_product_first(x, axis),
+        scaled=(values["exp"], values["total"]) if scaled else None,
     )
     return tuple(values[name] for name in outputs), tangent_values
 
 
-def _product_first(x: Any, axis: int) -> bool:
-    """Whether the JVP rule writes ``q``'s tangent as ``q dx - q a``
-    (:func:`smoothmax._kernel.kernel_jvp`), whose transpose XLA:CPU fuses faster
-    along the first axis of 4096 slices or more: ``softmax`` forward+backward
-    0.67-0.94x the time at (1024, 4096), (512, 8192), (256, 16384), (4096, 4096),
-    (2048, 8192), (128, 65536). With fewer slices ((1024, 1024), (1024, 2048),
-    (8192, 512), (4096, 64): 0.97-1.28x) and along the last or a middle axis
-    (1.0-1.3x) it is slower; other devices keep the usual form (not measured)."""
-    return axis == 0 and x.ndim > 1 and x.size // x.shape[0] >= 4096 and jax.default_backend() == "cpu"
+#: Along the last axis, slices up to this long keep ``q``'s usual tangent
+#: (:func:`_scaled_tangent`).
+_SCALED_TANGENT_LONGER_THAN = 1024
+
+
+def _scaled_tangent(x: Any, weights: Any, axis: int, temperature: float, outputs: tuple[str, ...]) -> bool:
+    """Whether the rule writes ``q``'s tangent from ``e = exp(d)`` and ``total``
+    (``scaled`` of :func:`smoothmax._kernel.kernel_jvp`), which JAX's kernel
+    returns beside ``q`` (``smoothmax._fastpaths._JAX_RULE_OUTPUTS``): where its
+    fast path runs (no weights, ``t > 0``, float32/float64, fast paths on),
+    except along a last axis of at most ``_SCALED_TANGENT_LONGER_THAN``.
+
+    The usual tangent ``q (dx - <q, dx>)`` transposes into ``u - q <1, u>`` with
+    ``u = q g``, which XLA:CPU writes out as a full-size array for its two
+    consumers (a pass more to write and one to read); the scaled one reduces
+    ``e g``, fused into the reduction from the ``e`` the forward wrote, as
+    ``jax.nn.softmax``'s gradient does. ``softmax`` forward+backward under
+    ``jit``, time of the scaled form over the usual (one process, nine
+    interleaved rounds): (10_000_000,) 0.68 float32 / 0.76 float64,
+    (16, 625_000) 0.68, (64, 65_536) 0.53, (1024, 4096) 0.57 / 0.74,
+    (2048, 2048) 0.70, along axis 1 of (16, 4096, 64) 0.55, along axis 0 of
+    (16384, 256) 0.55 and (4096, 1024) 0.92; along the first axis of 4096
+    slices, against the form ``q dx - q a`` kept there before, 0.95-0.99. Rows
+    of 256-1024 along the last axis measured 1.01-1.07 ((4096, 1024),
+    (8192, 512), (32, 8, 256, 256)): they keep the usual form. On an H200 (seven
+    rounds): 0.80 at (1024, 4096), 0.96 at (10_000_000,) float32 and float64,
+    0.97-1.00 along axis 0 of (1024, 4096) and (16384, 256) and at (64, 65_536);
+    rows of 256 and 1024 there 0.99-1.03."""
+    return (
+        "q" in outputs
+        and weights is None
+        and temperature > 0.0
+        and _fastpaths.ENABLED
+        and x.dtype in (jnp.float32, jnp.float64)
+        and x.shape[axis] > 0
+        and not (axis == x.ndim - 1 and x.shape[axis] <= _SCALED_TANGENT_LONGER_THAN)
+    )
 
 
 def kernel(

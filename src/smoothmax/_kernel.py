@@ -270,7 +270,7 @@ def kernel_jvp(
     axis: int,
     temperature: float,
     outputs: tuple[str, ...],
-    product_first: bool = False,
+    scaled: tuple[Any, Any] | None = None,
 ) -> tuple[Any, ...]:
     """Forward-mode rule: tangents of the named ``outputs`` of :func:`kernel`.
 
@@ -278,9 +278,17 @@ def kernel_jvp(
     ``d lse = a + t c``, ``d q = q (dx - a) / t + r db - q c``,
     ``d r = r (dx - a) / t - r c``, ``d log_q = (dx - a) / t``.
     At ``t = 0`` the weights are piecewise constant in ``x``: only ``a`` remains.
-    With ``product_first``, ``d q`` is written ``(q dx - q a) / t + ...``, whose
-    transpose (reverse mode, as JAX forms it) is ``q (g - <q, g>) / t`` rather
-    than ``q g - q <q, g>``: the same value up to rounding, fused differently.
+
+    ``scaled = (e, total)``, the arrays ``q = e / total`` was computed from
+    (``e = exp(d)``, ``total >= 1``; JAX's kernel, no weights, ``t > 0``), writes
+    ``d q = (q dx - e <e, dx> / total**2) / t``: the same value up to rounding,
+    whose transpose (reverse mode, as JAX forms it) reduces ``e g`` rather than
+    ``q g``, so that XLA fuses the product into the reduction instead of writing
+    it out for the reduction and ``q g - q <q, g>`` to share (see
+    ``smoothmax._jax._scaled_tangent``). ``e`` and ``total`` themselves, where
+    asked (the rule differentiated again), have the tangents ``e dx / t`` and
+    ``<e, dx> / t``: the shift is a constant of ``d``, and ``q = e / total``
+    has its tangent above.
     """
     t = temperature
     if x_tangent is None:
@@ -296,13 +304,15 @@ def kernel_jvp(
         tangents["lse"] = a if c is None else a + _constant(xp, t, q) * c
     if "sign" in outputs:
         tangents["sign"] = xp.zeros_like(a)
-    if "q" in outputs:
-        if product_first and t != 0.0:
-            value = weighted - q * a
-            if t != 1.0:
-                value = value / _constant(xp, t, q)
-        else:
-            value = q * centred if centred is not None else xp.zeros_like(q)
+    if scaled is not None:
+        e, total = scaled
+        e_dot = _sum(xp, e * x_tangent, axis)
+        value = weighted - e * (e_dot / (total * total))
+        own = {"q": value, "exp": e * x_tangent, "total": e_dot}
+        for name in own.keys() & set(outputs):
+            tangents[name] = own[name] if t == 1.0 else own[name] / _constant(xp, t, q)
+    elif "q" in outputs:
+        value = q * centred if centred is not None else xp.zeros_like(q)
         if c is not None:
             value = value + r * weights_tangent - q * c
         tangents["q"] = value
