@@ -753,3 +753,21 @@ def test_logaddexp_logsubexp_roundtrip(p, q):
     if b - a > 30:  # a is swamped by b in float64: nothing to recover
         return
     assert abs(back - a) <= 1e-12 * max(1.0, abs(a), abs(b)) * max(1.0, math.exp(b - a))
+
+
+def test_jax_log_matmul_exp_multiplies_at_the_highest_precision():
+    # JAX's default on GPUs multiplies float32 matrices in TensorFloat-32 (177 ulps
+    # on conformance log_matmul_exp/k=256 on an H200): every product, forward and
+    # gradient, asks for the highest precision (checked in the program, on any device)
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    a = jnp.ones((3, 256), jnp.float32)
+    b = jnp.ones((256, 2), jnp.float32)
+    for function in (
+        lambda a, b: sm.log_matmul_exp(a, b),
+        jax.grad(lambda a, b: jnp.sum(sm.log_matmul_exp(a, b)), argnums=(0, 1)),
+    ):
+        program = jax.jit(function).lower(a, b).as_text()
+        products = [line for line in program.splitlines() if "dot_general" in line]
+        assert products and all("precision = [HIGHEST, HIGHEST]" in line for line in products)
