@@ -313,6 +313,19 @@ def test_jax_scaled_softmax_tangent_at_the_limits(dtype):
             np.testing.assert_array_equal(value[:, 0], 0.0)
 
 
+def test_jax_scaled_softmax_tangent_third_order():
+    # differentiated twice more, the rule asks for tangents of its own exp and total
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from jax.test_util import check_grads
+
+    from smoothmax import _jax
+
+    x = jnp.asarray(RNG.standard_normal((3, 4)))
+    assert _jax._scaled_tangent(x, None, 0, 1.0, ("q",))
+    check_grads(lambda v: softmax(v, axis=0, temperature=0.7), (x,), order=3, modes=("fwd", "rev"))
+
+
 def test_jax_transforms():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
