@@ -119,12 +119,13 @@ def _without_rule_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in outputs if name not in _JAX_RULE_OUTPUTS)
 
 
+#: ``q`` with or without the rule's outputs (:func:`_jax_q_alone`).
+_JAX_Q_OUTPUTS = _JAX_RULE_OUTPUTS | {"q"}
+
+
 def _jax_q_alone(outputs: tuple[str, ...]) -> bool:
     """Whether ``outputs`` are ``q``, with or without the rule's ``exp`` and ``total``."""
     return "q" in outputs and _JAX_Q_OUTPUTS.issuperset(outputs)
-
-
-_JAX_Q_OUTPUTS = _JAX_RULE_OUTPUTS | {"q"}
 
 #: Scratch per block, in bytes: a block of ``x`` and its scratch stay in L2.
 BLOCK_BYTES = 1 << 18

@@ -306,9 +306,10 @@ def kernel_jvp(
         tangents["sign"] = xp.zeros_like(a)
     if scaled is not None:
         e, total = scaled
-        e_dot = _sum(xp, e * x_tangent, axis)
+        e_tangent = e * x_tangent
+        e_dot = _sum(xp, e_tangent, axis)
         value = weighted - e * (e_dot / (total * total))
-        own = {"q": value, "exp": e * x_tangent, "total": e_dot}
+        own = {"q": value, "exp": e_tangent, "total": e_dot}
         for name in own.keys() & set(outputs):
             tangents[name] = own[name] if t == 1.0 else own[name] / _constant(xp, t, q)
     elif "q" in outputs:
