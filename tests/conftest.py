@@ -37,6 +37,11 @@ if importlib.util.find_spec("triton") is not None and importlib.util.find_spec("
         os.environ.setdefault("TRITON_INTERPRET", "1")
 
 if importlib.util.find_spec("jax") is not None:
+    # On GPUs XLA's reductions add in a run-dependent order unless asked not to:
+    # the bitwise promises (the gradient of logsumexp is softmax) hold with this
+    # flag there (README, Semantics). Set before jax reads XLA_FLAGS; no effect on CPU.
+    if "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     import jax
 
     jax.config.update("jax_enable_x64", True)  # so jax has float64 like the others

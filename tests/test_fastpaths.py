@@ -102,6 +102,22 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
 
 
+def _ulps_apart(a, b) -> float:
+    """The largest distance of ``a`` from ``b`` in ulps of ``b`` (finite entries; inf
+    where the shapes, dtypes or non-finite entries differ): for failure messages."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return math.inf
+    finite = np.isfinite(b)
+    if not (np.array_equal(np.isfinite(a), finite) and np.array_equal(a[~finite], b[~finite], equal_nan=True)):
+        return math.inf
+    if not finite.any():
+        return 0.0
+    spacing = np.spacing(np.abs(b[finite]).astype(b.dtype))
+    return float(np.max(np.abs(a[finite] - b[finite]) / spacing))
+
+
 def _within_ulps(a, b, ulps) -> bool:
     """Same shape, dtype and non-finite entries; finite entries within ``ulps``."""
     a = np.asarray(a)
@@ -841,7 +857,7 @@ def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, monkeyp
                     if np.array_equal(np.isfinite(a), finite) and np.array_equal(a[~finite], b[~finite], equal_nan=True):
                         np.testing.assert_array_max_ulp(a[finite], b[finite], maxulp=1)
                         continue
-                failures.append(f"{name} {dtype} t={t}: {output} differs")
+                failures.append(f"{name} {dtype} t={t}: {output} differs ({_ulps_apart(a, b):.3g} ulp)")
     assert not failures, "\n".join(failures[:20])
 
 
@@ -874,6 +890,9 @@ def test_jax_public_functions_run_one_compiled_program(caplog):
         lambda v: smoothmax.logcumsumexp(v, axis=1),
     ]
     for call in calls:
+        # traced twice: the first trace of a tracer type looks its namespace up once
+        # (cached by type), and array-api-compat then makes an 'empty' array on jax 0.11
+        jax.make_jaxpr(call)(x)
         names = [equation.primitive.name for equation in jax.make_jaxpr(call)(x).jaxpr.eqns]
         # beside the program only layout (broadcasts of the arguments, v.T above)
         assert names.count("jit") == 1 and set(names) <= {"jit", "broadcast_in_dim", "reshape", "transpose"}, names
@@ -1114,7 +1133,7 @@ def test_jax_large_path_sums_again_for_lse_alone_only_where_lse_is_small(dtype, 
     rows = np.array(dominated + others + list(np.random.default_rng(3).standard_normal((2, 8))))
     x = jnp.asarray(rows.astype(dtype))
     one_tie = np.arange(len(rows)) < len(dominated)
-    wide = dtype == "float32"
+    wide = dtype == "float32" and jax.default_backend() == "cpu"
     assert _fastpaths._jax_wide_total(x, 1) == wide
     for t in (1.0, 3.0):
 
