@@ -955,7 +955,7 @@ def test_jax_large_path_sums_only_the_dominated_slices_again(dtype, layout, monk
     into the rows; columns and a middle axis: one pass) the results are the same."""
     jax, jnp = _jax()
     if jax.default_backend() != "cpu":
-        pytest.skip("the blocks are the CPU path; other devices sum every slice again")
+        pytest.skip("the blocks are the CPU path; other devices take both sums in one pass")
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
     # float32 rows sum their total in float64 and rarely need the blocks
     # (test_jax_wide_total_rows); here they take the float32 total

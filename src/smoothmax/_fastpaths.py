@@ -2047,8 +2047,8 @@ def _jax_rest_of_slices(t: float, layout: str = "rows") -> Any:
     Under ``vmap`` the batch is folded into the rows (a batched loop predicate
     would run every block for every member); batched columns and middle axes
     take the one pass. Measured on CPU, and taken there only: on a GPU each
-    step of a ``lax.while_loop`` waits on the device for its predicate, and the
-    one pass it replaces is short there."""
+    step of a ``lax.while_loop`` waits on the device for its predicate, and
+    both sums run in the first pass there (:func:`_jax_sums_in_one_pass`)."""
     import jax
     import jax.numpy as jnp
 
