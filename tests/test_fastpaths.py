@@ -803,7 +803,8 @@ def _jax_ulps(name, values, output, large=False):
 
 
 #: Both JAX paths: in one piece (arrays up to 2 MiB, all of INPUTS) and the
-#: large-array path (sum with the ties, lax.cond branches).
+#: large-array path (sum with the ties, lax.cond branches), the latter also as
+#: GPUs take it (both sums in one pass, no float64 total), here on the CPU.
 JAX_PATHS = pytest.mark.parametrize(
     "one_piece_bytes, sums_in_one_pass",
     [(_fastpaths._JAX_SMALL_BYTES, False), (0, False), (0, True)],

@@ -1664,8 +1664,8 @@ def jax_kernel(
         return _jax_small_unless_batched(axis, temperature, outputs)(x)
     import jax
 
-    wide = _jax_wide_total(x, axis)
-    one_pass = not wide and _jax_sums_in_one_pass()
+    one_pass = _jax_sums_in_one_pass()  # (GPUs, whose total is never wide)
+    wide = not one_pass and _jax_wide_total(x, axis)
 
     def sums(x: Any, shift: Any, positive_inf: bool = False) -> Any:
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
