@@ -1671,8 +1671,7 @@ def jax_kernel(
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
         # rounding is monotone, so a slice with 0 < total < 2 has one tie.
         # A slice with no entries has total = 0, NaN stays NaN.
-        shifted = _jax_shifted(xp, x, shift, temperature)
-        terms = xp.exp(shifted)
+        terms = xp.exp(_jax_shifted(xp, x, shift, temperature))
         total = xp.sum(xp.astype(terms, xp.float64) if wide else terms, axis=axis, keepdims=True)
         if positive_inf:
             # Slices with +inf: the generic kernel's limit takes their +inf entries
@@ -1689,8 +1688,8 @@ def jax_kernel(
             again = again & ~infinite
         if one_pass:
             # (see _jax_sums_in_one_pass) the one-tie slices' sum without the pivot
-            # from the same pass, a sibling reduction: no lax.cond, no second pass
-            return xp.where(again, _jax_sum_below(xp, shifted, axis), rest)
+            # beside the first, a sibling reduction XLA fuses into the same pass there
+            return _jax_rest_in_one_pass(xp, x, shift, rest, again, axis, temperature)
         if wide:
             # q divides by total itself; lse and log_q take total - 1 where its
             # rounding cannot reach them (_jax_lse_keeps_wide_total)
