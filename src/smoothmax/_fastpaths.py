@@ -992,7 +992,10 @@ def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str
     maximum, no ``log_q``)."""
     if "log_q" in outputs or not _torch_numpy_readable(x):
         return None
-    array = (x.detach() if x.requires_grad else x).numpy().reshape(-1)
+    array = (x.detach() if x.requires_grad else x).numpy()
+    one_dimensional = array.ndim == 1
+    if not one_dimensional:
+        array = array.reshape(-1)
     index = int(array.argmax())  # the first maximum, as the generic kernel's argmax
     maximum = array[index]
     if not math.isfinite(maximum):
@@ -1000,9 +1003,12 @@ def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str
     scaled = np.subtract(array, maximum)  # d = (x - m) / t, then exp(d) in place
     if t != 1.0:
         np.divide(scaled, np.asarray(t, dtype=array.dtype), out=scaled)
-    torch.from_numpy(scaled).exp_()
+    # one tensor on scaled's memory for exp, the sum and q (each call counts:
+    # in a training loop each distinct operation runs ~3x its time alone)
+    scaled_tensor = torch.from_numpy(scaled)
+    scaled_tensor.exp_()
     scaled[index] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
-    rest = torch.sum(torch.from_numpy(scaled))
+    rest = torch.sum(scaled_tensor)
     reduced_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
     results: dict[str, Any] = {}
     if "lse" in outputs:
@@ -1014,7 +1020,8 @@ def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str
         results["sign"] = torch.from_numpy(np.sign(total).reshape(reduced_shape))  # total >= 1
     if "q" in outputs:
         scaled[index] = 1.0
-        results["q"] = torch.from_numpy(np.divide(scaled, total, out=scaled).reshape(x.shape))
+        np.divide(scaled, total, out=scaled)
+        results["q"] = scaled_tensor if one_dimensional else scaled_tensor.view(x.shape)
     return tuple(results[name] for name in outputs)
 
 
