@@ -143,17 +143,25 @@ def test_torch_func_transforms():
     [(("lse",), True), (("lse",), False), (("q",), False), (("log_q",), False),
      (("lse", "sign"), True), (("lse", "q", "log_q"), False)],
 )
-@pytest.mark.parametrize("shape, axis", [((16,), 0), ((5, 7), 0), ((40000, 3), 0)])
-def test_torch_eager_function_is_the_full_function_bitwise(shape, axis, outputs, squeeze, temperature):
+@pytest.mark.parametrize("normalized", [False, True], ids=["dominant", "normalized"])
+@pytest.mark.parametrize(
+    "shape, axis", [((16,), 0), ((1, 16), 1), ((1, 9, 1), 1), ((5, 7), 0), ((40000, 3), 0)]
+)
+def test_torch_eager_function_is_the_full_function_bitwise(shape, axis, outputs, squeeze, temperature, normalized):
     """Plain eager calls with a gradient take the reverse-only Function with fewer
-    Python steps; its values, gradient and second derivative are the full
-    Function's (the one for forward mode and torch.func) bit for bit."""
+    Python steps (one small slice: smoothmax._fastpaths.eager_torch_one_slice,
+    and its squeezed ``lse``'s cotangent used without ``axis``); its values,
+    gradient and second derivative are the full Function's (the one for forward
+    mode and torch.func) bit for bit, ``lse`` refined where one term dominates
+    (``normalized``: log-probabilities, ``lse`` ~ 0) included."""
     torch = _torch()
     from smoothmax import _torch as adapter
 
     generator = torch.Generator().manual_seed(7)
     x = torch.randn(shape, dtype=torch.float64, generator=generator) * 3
     x.view(-1)[0] = 30.0  # one dominant term
+    if normalized:
+        x = x - torch.logsumexp(x, axis, keepdim=True)
     results, weights = [], None
     for function in ("eager", "full"):
         leaf = x.clone().requires_grad_(True)

@@ -975,7 +975,9 @@ def _torch_numpy_readable(x: Any) -> bool:
     return type(x) in _TORCH_PLAIN_TYPES and x.is_cpu and x.is_contiguous() and not x.is_neg()
 
 
-def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...]) -> Any:
+def _torch_one_slice(
+    torch: Any, x: Any, axis: int, t: float, outputs: tuple[str, ...], keepdims: bool = True
+) -> Any:
     """:func:`_torch_exact` on a small tensor that is one slice (``x.numel() ==
     x.shape[axis]``, at most ``_TORCH_SMALL`` elements), bitwise, with NumPy
     doing the steps whose results do not depend on the library (the maximum and
@@ -987,9 +989,10 @@ def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str
     ufunc costs ~0.5 us, a torch operation ~1.5 us: ``q`` of 16 and 1000
     elements in about half :func:`_torch_exact`'s time (10.7 against 23.4 us at
     16 float32), ``smoothmax.softmax`` ~20% faster in all (28 -> 22 us). Not
-    for ``log_q``, whose extra steps made ``log_softmax`` 4-8% slower. None
-    where this route does not apply (a plain contiguous CPU tensor, a finite
-    maximum, no ``log_q``)."""
+    for ``log_q``, whose extra steps made ``log_softmax`` 4-8% slower. Without
+    ``keepdims``, ``lse`` and ``sign`` come without ``axis``. None where this
+    route does not apply (a plain contiguous CPU tensor, a finite maximum, no
+    ``log_q``)."""
     if "log_q" in outputs or not _torch_numpy_readable(x):
         return None
     array = (x.detach() if x.requires_grad else x).numpy()
@@ -1009,20 +1012,63 @@ def _torch_one_slice(torch: Any, x: Any, axis: int, t: float, outputs: tuple[str
     scaled_tensor.exp_()
     scaled[index] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
     rest = torch.sum(scaled_tensor)
-    reduced_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
+    reduced_shape = x.shape[:axis] + ((1,) if keepdims else ()) + x.shape[axis + 1 :]
     results: dict[str, Any] = {}
     if "lse" in outputs:
         log_sum = torch.log1p(rest).numpy()
         scaled_log_sum = log_sum if t == 1.0 else np.multiply(np.asarray(t, dtype=array.dtype), log_sum)
-        results["lse"] = torch.from_numpy(np.add(maximum, scaled_log_sum).reshape(reduced_shape))
+        results["lse"] = _torch_of_numpy(torch, np.add(maximum, scaled_log_sum), reduced_shape)
     total = 1 + rest.numpy()  # the dtype's 1 + rest (a weak Python 1)
     if "sign" in outputs:
-        results["sign"] = torch.from_numpy(np.sign(total).reshape(reduced_shape))  # total >= 1
+        results["sign"] = _torch_of_numpy(torch, np.sign(total), reduced_shape)  # total >= 1
     if "q" in outputs:
         scaled[index] = 1.0
         np.divide(scaled, total, out=scaled)
         results["q"] = scaled_tensor if one_dimensional else scaled_tensor.view(x.shape)
     return tuple(results[name] for name in outputs)
+
+
+def _torch_of_numpy(torch: Any, value: Any, shape: tuple[int, ...]) -> Any:
+    """A tensor of ``shape`` on the memory of ``value``, a NumPy array or scalar
+    of one element (a scalar reshaped to ``()`` stays a scalar)."""
+    return torch.from_numpy(value.reshape(shape) if shape else np.asarray(value))
+
+
+def eager_torch_one_slice(
+    xp: Any, x: Any, axis: int, temperature: float, outputs: tuple[str, ...], keepdims: bool
+) -> tuple[Any, ...] | None:
+    """``refined(eager_torch_kernel, ...)`` (:func:`refined`) on a small CPU tensor
+    that is one slice, straight to :func:`_torch_one_slice`: the same values
+    in fewer steps, for an eager call that records a gradient
+    (:class:`smoothmax._torch._LogSumExpEager`), where each step counts more: in
+    a training loop the backward pass evicts the caches, and each distinct
+    operation after it runs ~3x its time alone (8 distinct NumPy or torch
+    operations on 16 elements: +19-29 us a step). Without ``keepdims``, ``lse``
+    and ``sign`` are made without ``axis`` here, not squeezed by the Function
+    (a view of a tensor made in ``forward``: ~3 us more a step). None where the
+    route does not apply (:func:`_torch_one_slice`, and the dtypes, outputs and
+    temperatures :func:`eager_torch_kernel` takes)."""
+    import torch
+
+    if (
+        x.numel() != x.shape[axis]
+        or x.numel() > _TORCH_SMALL
+        or x.dtype not in (torch.float32, torch.float64)
+        or _declines(x, None, axis, temperature, outputs)
+    ):
+        return None
+    values = _torch_one_slice(torch, x, axis, temperature, outputs, keepdims)
+    if values is None or "lse" not in outputs:
+        return values
+    lse = values[outputs.index("lse")]
+    if not _refine.may_need_refining(xp, lse, temperature):
+        return values  # the common case: one check
+    named = dict(zip(outputs, values))
+    named["lse"] = lse if keepdims else xp.expand_dims(lse, axis=axis)
+    refined_lse = _refine.refine_outputs(xp, x, named, axis, temperature)["lse"]
+    if not keepdims:
+        refined_lse = xp.squeeze(refined_lse, axis=axis)
+    return tuple(refined_lse if name == "lse" else value for name, value in zip(outputs, values))
 
 
 def _numpy_refined_small_lse(x: Any, axis: int, lse: Any) -> Any:

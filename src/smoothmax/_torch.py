@@ -22,6 +22,7 @@ from array_api_compat import torch as xp
 
 from ._fastpaths import _torch_out
 from ._fastpaths import eager_torch_kernel as _eager_torch_kernel
+from ._fastpaths import eager_torch_one_slice as _eager_one_slice
 from ._fastpaths import refined as _refined
 from ._fastpaths import torch_kernel as _fast_torch_kernel
 from ._kernel import kernel as _plain_kernel
@@ -37,12 +38,21 @@ def _forward_kernel(x, weights, axis, temperature, outputs):
     return _eager_forward_kernel(x, weights, axis, temperature, outputs)
 
 
-def _eager_forward_kernel(x, weights, axis, temperature, outputs):
+def _eager_forward_kernel(x, weights, axis, temperature, outputs, squeeze=False):
     """:func:`_forward_kernel` where the caller has ruled out ``torch.compile``
-    and ``torch.func`` transforms."""
+    and ``torch.func`` transforms; with ``squeeze``, ``lse`` and ``sign``
+    without ``axis``. A small CPU tensor that is one slice goes straight to its
+    route (smoothmax._fastpaths.eager_torch_one_slice: the same values, made
+    without ``axis`` there, not squeezed after)."""
     if x.is_cpu:
-        return _refined(_eager_torch_kernel, xp, x, weights, axis, temperature, outputs)
-    return _eager_torch_kernel(xp, x, weights, axis, temperature, outputs)
+        if weights is None:
+            values = _eager_one_slice(xp, x, axis, temperature, outputs, not squeeze)
+            if values is not None:
+                return values
+        values = _refined(_eager_torch_kernel, xp, x, weights, axis, temperature, outputs)
+    else:
+        values = _eager_torch_kernel(xp, x, weights, axis, temperature, outputs)
+    return _without_axis(values, outputs, axis) if squeeze else values
 
 
 def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
@@ -113,10 +123,13 @@ def _rule_q(saved, q_from_log):
 
 def _cotangents(ctx, grads):
     """The Function's output cotangents by name, ``lse``'s with ``axis`` back
-    where the Function returned it squeezed."""
+    where the Function returned it squeezed; not on one slice, whose cotangent
+    (one element) broadcasts against ``q`` as it is, to the same products (an
+    ``unsqueeze`` there costs ~4 us of a 16-element forward+backward in a loop)."""
     cotangents = dict(zip(ctx.names, grads))
-    if ctx.squeeze and cotangents.get("lse") is not None:
-        cotangents["lse"] = cotangents["lse"].unsqueeze(ctx.axis)
+    lse = cotangents.get("lse")
+    if ctx.squeeze and lse is not None and lse.numel() != 1:
+        cotangents["lse"] = lse.unsqueeze(ctx.axis)
     return cotangents
 
 
@@ -199,8 +212,7 @@ class _LogSumExpEager(torch.autograd.Function):
 
     @staticmethod
     def forward(x, axis, temperature, names, squeeze):  # type: ignore[override]
-        values = _eager_forward_kernel(x, None, axis, temperature, names)
-        return _without_axis(values, names, axis) if squeeze else values
+        return _eager_forward_kernel(x, None, axis, temperature, names, squeeze)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
@@ -277,8 +289,7 @@ def kernel(
         else:
             values = _apply_eager(x, weights, axis, temperature, outputs, squeeze)
     else:
-        values = _eager_forward_kernel(x, weights, axis, temperature, outputs)
-        return _without_axis(values, outputs, axis) if squeeze else values
+        return _eager_forward_kernel(x, weights, axis, temperature, outputs, squeeze)
     return tuple(values[: len(outputs)])
 
 
