@@ -482,6 +482,43 @@ def test_torch_one_slice_takes_numpy_steps_bitwise(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_eager_one_slice_is_the_refined_generic_kernel_bitwise(dtype):
+    """:func:`eager_torch_one_slice` (the eager Functions' route on one small
+    slice) is the generic kernel followed by the refinement where one term
+    dominates, bit for bit, with ``lse`` and ``sign`` made without ``axis``
+    where asked: log-probabilities (``lse`` ~ 0, refined), dominant terms and
+    plain rows, every output it takes (all but ``log_q``)."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    rng = np.random.default_rng(23)
+    combos = [("lse", "q"), ("q",), ("lse",), ("lse", "sign"), ("lse", "sign", "q")]
+    changed = 0
+    for case in range(160):
+        n = int(rng.integers(2, 2000))
+        shape, axis = [((n,), 0), ((1, n), 1), ((n, 1), 0), ((1, n, 1), 1)][case % 4]
+        values = rng.standard_normal(n) * rng.choice([0.3, 3.0, 10.0])
+        if case % 3 == 0:
+            values[rng.integers(n)] = 40.0  # one dominant term
+        if case % 2 == 0:
+            values = values - np.logaddexp.reduce(values)  # log-probabilities: lse ~ 0
+        x = torch.from_numpy(values.astype(dtype)).reshape(shape)
+        t = [1.0, 0.5, 2.0][case % 3]
+        outputs = combos[case % len(combos)]
+        keepdims = case % 5 != 0
+        got = _fastpaths.eager_torch_one_slice(xp, x, axis, t, outputs, keepdims)
+        expected = _fastpaths.refined(_kernel.kernel, xp, x, None, axis, t, outputs)
+        for name, value, want in zip(outputs, got, expected):
+            if not keepdims and name in ("lse", "sign"):
+                want = want.squeeze(axis)
+            assert value.shape == want.shape and value.dtype == want.dtype
+            assert torch.equal(value, want), (case, n, shape, t, outputs, name)
+        plain = _kernel.kernel(xp, x, None, axis, t, outputs)
+        changed += any(not torch.equal(a, b) for a, b in zip(expected, plain))  # the refinement did something
+    assert changed >= 5
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_small_lse_is_numpys(dtype):
     """``lse`` alone of a small tensor along its last axis is NumPy's fast path on
     the tensor's memory: bitwise the generic kernel on NumPy, within 2 ulp of it on

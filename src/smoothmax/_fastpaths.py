@@ -986,10 +986,12 @@ def _torch_one_slice(
     and PyTorch the rest: ``exp``, the sum and ``log1p``, whose last bits must
     be the generic kernel's torch operations' (under ``torch.func``, where it
     runs, the gradient of ``logsumexp`` stays ``softmax`` bitwise). A NumPy
-    ufunc costs ~0.5 us, a torch operation ~1.5 us: ``q`` of 16 and 1000
-    elements in about half :func:`_torch_exact`'s time (10.7 against 23.4 us at
-    16 float32), ``smoothmax.softmax`` ~20% faster in all (28 -> 22 us). Not
-    for ``log_q``, whose extra steps made ``log_softmax`` 4-8% slower. Without
+    ufunc costs ~0.5 us, a torch operation ~1.5 us: ``q`` of 16 float32 in 9.8
+    us against 23.4 for :func:`_torch_exact`; forward+backward in a loop 2-7%
+    faster for ``softmax`` and ``logsumexp``. Not for ``log_q``: computed so
+    (``exp`` into a second buffer, ``d - log1p(rest)`` in NumPy) its forward
+    took 20 us against 23, but ``log_softmax`` forward+backward in a loop 4-6 us
+    more (85-91 against 80-87 us at 16 and 1000 elements), unexplained. Without
     ``keepdims``, ``lse`` and ``sign`` come without ``axis``. None where this
     route does not apply (a plain contiguous CPU tensor, a finite maximum, no
     ``log_q``)."""
@@ -1008,8 +1010,7 @@ def _torch_one_slice(
         np.divide(scaled, np.asarray(t, dtype=array.dtype), out=scaled)
     # one tensor on scaled's memory for exp, the sum and q (each call counts:
     # in a training loop each distinct operation runs ~3x its time alone)
-    scaled_tensor = torch.from_numpy(scaled)
-    scaled_tensor.exp_()
+    scaled_tensor = torch.from_numpy(scaled).exp_()
     scaled[index] = 0.0  # the pivot's exp(0) = 1 stays out of the sum
     rest = torch.sum(scaled_tensor)
     reduced_shape = x.shape[:axis] + ((1,) if keepdims else ()) + x.shape[axis + 1 :]
@@ -1018,13 +1019,14 @@ def _torch_one_slice(
         log_sum = torch.log1p(rest).numpy()
         scaled_log_sum = log_sum if t == 1.0 else np.multiply(np.asarray(t, dtype=array.dtype), log_sum)
         results["lse"] = _torch_of_numpy(torch, np.add(maximum, scaled_log_sum), reduced_shape)
-    total = 1 + rest.numpy()  # the dtype's 1 + rest (a weak Python 1)
-    if "sign" in outputs:
-        results["sign"] = _torch_of_numpy(torch, np.sign(total), reduced_shape)  # total >= 1
-    if "q" in outputs:
-        scaled[index] = 1.0
-        np.divide(scaled, total, out=scaled)
-        results["q"] = scaled_tensor if one_dimensional else scaled_tensor.view(x.shape)
+    if "sign" in outputs or "q" in outputs:
+        total = 1 + rest.numpy()  # the dtype's 1 + rest (a weak Python 1)
+        if "sign" in outputs:
+            results["sign"] = _torch_of_numpy(torch, np.sign(total), reduced_shape)  # total >= 1
+        if "q" in outputs:
+            scaled[index] = 1.0
+            np.divide(scaled, total, out=scaled)
+            results["q"] = scaled_tensor if one_dimensional else scaled_tensor.view(x.shape)
     return tuple(results[name] for name in outputs)
 
 
@@ -1058,13 +1060,14 @@ def eager_torch_one_slice(
     ):
         return None
     values = _torch_one_slice(torch, x, axis, temperature, outputs, keepdims)
-    if values is None or "lse" not in outputs:
+    if values is None or "lse" not in outputs:  # (no log_q here: _torch_one_slice takes none)
         return values
     lse = values[outputs.index("lse")]
     if not _refine.may_need_refining(xp, lse, temperature):
         return values  # the common case: one check
     named = dict(zip(outputs, values))
-    named["lse"] = lse if keepdims else xp.expand_dims(lse, axis=axis)
+    if not keepdims:
+        named["lse"] = xp.expand_dims(lse, axis=axis)
     refined_lse = _refine.refine_outputs(xp, x, named, axis, temperature)["lse"]
     if not keepdims:
         refined_lse = xp.squeeze(refined_lse, axis=axis)
