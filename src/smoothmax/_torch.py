@@ -77,21 +77,28 @@ def _fused_grad(saved, q_from_log, cotangents, axis, temperature):
     """:func:`_fused_vjp` where the caller has ruled out ``torch.compile``,
     ``torch.func`` transforms and devices other than CPU and CUDA."""
     names = [name for name, value in cotangents.items() if value is not None]
-    if names not in (["q"], ["log_q"], ["lse"]) or (names == ["lse"] and q_from_log):
+    if names not in (["q"], ["log_q"], ["lse"]):
+        return None
+    return _fused_one(saved, q_from_log, names[0], cotangents[names[0]], axis, temperature)
+
+
+def _fused_one(saved, q_from_log, name, g, axis, temperature):
+    """:func:`_fused_grad` where ``name`` (``q``, ``log_q`` or ``lse``) alone has
+    a cotangent, ``g``; None for ``lse`` with ``log_q`` saved."""
+    if name == "lse" and q_from_log:
         return None
     # Into a buffer of huge pages (smoothmax._fastpaths._torch_out) where no graph
     # of the backward is recorded (out= records none): large fresh buffers cost
     # their page faults.
     recorded = torch.is_grad_enabled()
     out = None if recorded or not saved.is_cpu or not saved.is_contiguous() else _torch_out(torch, saved)
-    if names == ["lse"]:
-        return torch.mul(saved, cotangents["lse"], out=out)  # q * g, as kernel_vjp: q itself where g = 1
-    if names == ["q"]:
-        grad = torch._softmax_backward_data(cotangents["q"], saved, axis, saved.dtype, grad_input=out)
+    if name == "lse":
+        return torch.mul(saved, g, out=out)  # q * g, as kernel_vjp: q itself where g = 1
+    if name == "q":
+        grad = torch._softmax_backward_data(g, saved, axis, saved.dtype, grad_input=out)
     elif q_from_log:
-        grad = torch._log_softmax_backward_data(cotangents["log_q"], saved, axis, saved.dtype, out=out)
+        grad = torch._log_softmax_backward_data(g, saved, axis, saved.dtype, out=out)
     else:
-        g = cotangents["log_q"]
         grad = torch.addcmul(g, saved, torch.sum(g, axis, keepdim=True), value=-1.0, out=out)
     if temperature == 1.0:
         return grad
@@ -127,10 +134,14 @@ def _cotangents(ctx, grads):
     (one element) broadcasts against ``q`` as it is, to the same products (an
     ``unsqueeze`` there costs ~4 us of a 16-element forward+backward in a loop)."""
     cotangents = dict(zip(ctx.names, grads))
-    lse = cotangents.get("lse")
-    if ctx.squeeze and lse is not None and lse.numel() != 1:
-        cotangents["lse"] = lse.unsqueeze(ctx.axis)
+    if cotangents.get("lse") is not None:
+        cotangents["lse"] = _lse_cotangent(ctx, cotangents["lse"])
     return cotangents
+
+
+def _lse_cotangent(ctx, g):
+    """``lse``'s cotangent ``g`` with ``axis`` back where :func:`_cotangents` puts it."""
+    return g.unsqueeze(ctx.axis) if ctx.squeeze and g.numel() != 1 else g
 
 
 #: The outputs of one value a slice, which the Function may return without ``axis``.
@@ -227,6 +238,16 @@ class _LogSumExpEager(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         (saved,) = ctx.saved_tensors
+        # one cotangent (softmax or log_softmax alone, or logsumexp's lse with
+        # q unused): straight to the fused kernels, each step counts at 16 elements
+        if len(grads) == 1:
+            grad = _fused_one(saved, ctx.q_from_log, ctx.names[0], grads[0], ctx.axis, ctx.temperature)
+        elif len(grads) == 2 and grads[1] is None and ctx.names[0] == "lse":
+            grad = _fused_one(saved, ctx.q_from_log, "lse", _lse_cotangent(ctx, grads[0]), ctx.axis, ctx.temperature)
+        else:
+            grad = None
+        if grad is not None:
+            return grad, None, None, None, None
         cotangents = _cotangents(ctx, grads)
         grad = _fused_grad(saved, ctx.q_from_log, cotangents, ctx.axis, ctx.temperature)
         if grad is None:
