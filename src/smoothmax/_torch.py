@@ -240,7 +240,9 @@ class _LogSumExpEager(torch.autograd.Function):
         (saved,) = ctx.saved_tensors
         # one cotangent (softmax or log_softmax alone, or logsumexp's lse with
         # q unused): straight to the fused kernels, each step counts at 16 elements
-        if len(grads) == 1:
+        if grads[0] is None:
+            grad = None
+        elif len(grads) == 1:
             grad = _fused_one(saved, ctx.q_from_log, ctx.names[0], grads[0], ctx.axis, ctx.temperature)
         elif len(grads) == 2 and grads[1] is None and ctx.names[0] == "lse":
             grad = _fused_one(saved, ctx.q_from_log, "lse", _lse_cotangent(ctx, grads[0]), ctx.axis, ctx.temperature)
