@@ -73,11 +73,15 @@ def _fused_vjp(saved, q_from_log, cotangents, axis, temperature):
     return _fused_grad(saved, q_from_log, cotangents, axis, temperature)
 
 
+#: The outputs whose cotangent alone :func:`_fused_one` takes.
+_FUSED = ("q", "log_q", "lse")
+
+
 def _fused_grad(saved, q_from_log, cotangents, axis, temperature):
     """:func:`_fused_vjp` where the caller has ruled out ``torch.compile``,
     ``torch.func`` transforms and devices other than CPU and CUDA."""
     names = [name for name, value in cotangents.items() if value is not None]
-    if names not in (["q"], ["log_q"], ["lse"]):
+    if len(names) != 1 or names[0] not in _FUSED:
         return None
     return _fused_one(saved, q_from_log, names[0], cotangents[names[0]], axis, temperature)
 
@@ -238,18 +242,15 @@ class _LogSumExpEager(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         (saved,) = ctx.saved_tensors
-        # one cotangent (softmax or log_softmax alone, or logsumexp's lse with
-        # q unused): straight to the fused kernels, each step counts at 16 elements
-        if grads[0] is None:
-            grad = None
-        elif len(grads) == 1:
-            grad = _fused_one(saved, ctx.q_from_log, ctx.names[0], grads[0], ctx.axis, ctx.temperature)
-        elif len(grads) == 2 and grads[1] is None and ctx.names[0] == "lse":
-            grad = _fused_one(saved, ctx.q_from_log, "lse", _lse_cotangent(ctx, grads[0]), ctx.axis, ctx.temperature)
-        else:
-            grad = None
-        if grad is not None:
-            return grad, None, None, None, None
+        name, first = ctx.names[0], grads[0]
+        if first is not None and name in _FUSED and all(g is None for g in grads[1:]):
+            # the first output's cotangent alone (softmax or log_softmax, or
+            # logsumexp's lse with q unused): no cotangent dict, each step counts
+            if name == "lse":
+                first = _lse_cotangent(ctx, first)
+            grad = _fused_one(saved, ctx.q_from_log, name, first, ctx.axis, ctx.temperature)
+            if grad is not None:
+                return grad, None, None, None, None
         cotangents = _cotangents(ctx, grads)
         grad = _fused_grad(saved, ctx.q_from_log, cotangents, ctx.axis, ctx.temperature)
         if grad is None:
