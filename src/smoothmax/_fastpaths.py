@@ -1041,15 +1041,15 @@ def eager_torch_one_slice(
 ) -> tuple[Any, ...] | None:
     """``refined(eager_torch_kernel, ...)`` (:func:`refined`) on a small CPU tensor
     that is one slice, straight to :func:`_torch_one_slice`: the same values
-    in fewer steps, for an eager call that records a gradient
-    (:class:`smoothmax._torch._LogSumExpEager`), where each step counts more: in
-    a training loop the backward pass evicts the caches, and each distinct
-    operation after it runs ~3x its time alone (8 distinct NumPy or torch
-    operations on 16 elements: +19-29 us a step). Without ``keepdims``, ``lse``
-    and ``sign`` are made without ``axis`` here, not squeezed by the Function
-    (a view of a tensor made in ``forward``: ~3 us more a step). None where the
-    route does not apply (:func:`_torch_one_slice`, and the dtypes, outputs and
-    temperatures :func:`eager_torch_kernel` takes)."""
+    in fewer steps, for PyTorch's eager calls (smoothmax._torch), where each step
+    counts, the more so with a gradient: in a training loop the backward pass
+    evicts the caches, and each distinct operation after it runs ~3x its time
+    alone (8 distinct NumPy or torch operations on 16 elements: +19-29 us a
+    step). Without ``keepdims``, ``lse`` and ``sign`` are made without ``axis``
+    here, not squeezed by the Function (a view of a tensor made in ``forward``:
+    ~3 us more a step). None where the route does not apply
+    (:func:`_torch_one_slice`, and the dtypes, outputs and temperatures
+    :func:`eager_torch_kernel` takes)."""
     import torch
 
     if (
