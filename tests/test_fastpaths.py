@@ -487,12 +487,12 @@ def test_torch_eager_one_slice_is_the_refined_generic_kernel_bitwise(dtype):
     slice) is the generic kernel followed by the refinement where one term
     dominates, bit for bit, with ``lse`` and ``sign`` made without ``axis``
     where asked: log-probabilities (``lse`` ~ 0, refined), dominant terms and
-    plain rows, every output it takes (all but ``log_q``)."""
+    plain rows, every output combination it takes."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
     rng = np.random.default_rng(23)
-    combos = [("lse", "q"), ("q",), ("lse",), ("lse", "sign"), ("lse", "sign", "q")]
+    combos = [("lse", "q"), ("q",), ("lse", "sign"), ("lse", "sign", "q")]
     changed = 0
     for case in range(160):
         n = int(rng.integers(2, 2000))
@@ -516,6 +516,10 @@ def test_torch_eager_one_slice_is_the_refined_generic_kernel_bitwise(dtype):
         plain = _kernel.kernel(xp, x, None, axis, t, outputs)
         changed += any(not torch.equal(a, b) for a, b in zip(expected, plain))  # the refinement did something
     assert changed >= 5
+    # lse alone and log_q keep eager_torch_kernel's routes (NumPy's kernel, _torch_exact)
+    x = torch.from_numpy(rng.standard_normal(16).astype(dtype))
+    assert _fastpaths.eager_torch_one_slice(xp, x, 0, 1.0, ("lse",), True) is None
+    assert _fastpaths.eager_torch_one_slice(xp, x, 0, 1.0, ("log_q",), True) is None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

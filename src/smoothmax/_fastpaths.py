@@ -1026,7 +1026,8 @@ def _torch_one_slice(
         if "q" in outputs:
             scaled[index] = 1.0
             np.divide(scaled, total, out=scaled)
-            results["q"] = scaled_tensor if one_dimensional else scaled_tensor.view(x.shape)
+            # (a NumPy reshape and a second tensor on it: a torch view costs 2.4 us, these 1)
+            results["q"] = scaled_tensor if one_dimensional else torch.from_numpy(scaled.reshape(x.shape))
     return tuple(results[name] for name in outputs)
 
 
@@ -1049,18 +1050,21 @@ def eager_torch_one_slice(
     here, not squeezed by the Function (a view of a tensor made in ``forward``:
     ~3 us more a step). None where the route does not apply
     (:func:`_torch_one_slice`, and the dtypes, outputs and temperatures
-    :func:`eager_torch_kernel` takes)."""
+    :func:`eager_torch_kernel` takes there: not ``lse`` alone, which it takes
+    to NumPy's kernel, nor ``log_q``)."""
     import torch
 
     if (
-        x.numel() != x.shape[axis]
+        outputs == ("lse",)  # eager_torch_kernel's NumPy route (_torch_small_lse) first
+        or "log_q" in outputs
+        or x.numel() != x.shape[axis]
         or x.numel() > _TORCH_SMALL
         or x.dtype not in (torch.float32, torch.float64)
         or _declines(x, None, axis, temperature, outputs)
     ):
         return None
     values = _torch_one_slice(torch, x, axis, temperature, outputs, keepdims)
-    if values is None or "lse" not in outputs:  # (no log_q here: _torch_one_slice takes none)
+    if values is None or "lse" not in outputs:
         return values
     lse = values[outputs.index("lse")]
     if not _refine.may_need_refining(xp, lse, temperature):
