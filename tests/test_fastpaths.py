@@ -429,6 +429,11 @@ def test_torch_fast_path_is_bitwise_generic(dtype, in_blocks, monkeypatch):
         torch.set_num_threads(threads)
 
 
+def _one_slice_layout(n: int, case: int) -> tuple[tuple[int, ...], int]:
+    """``(shape, axis)`` of a tensor that is one slice of ``n``: four layouts in turn."""
+    return [((n,), 0), ((1, n), 1), ((n, 1), 0), ((1, n, 1), 1)][case % 4]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_one_slice_takes_numpy_steps_bitwise(dtype):
     """A small tensor that is one slice takes :func:`_torch_one_slice` (NumPy for
@@ -445,7 +450,7 @@ def test_torch_one_slice_takes_numpy_steps_bitwise(dtype):
     taken = 0
     for case in range(240):
         n = int(rng.integers(1, 3000))
-        shape, axis = [((n,), 0), ((1, n), 1), ((n, 1), 0), ((1, n, 1), 1)][case % 4]
+        shape, axis = _one_slice_layout(n, case)
         values = rng.standard_normal(n) * rng.choice([0.1, 1.0, 3.0, 10.0, 40.0])
         if case % 5 == 0:
             values[rng.integers(n)] = values.max()  # a second tie
@@ -496,7 +501,7 @@ def test_torch_eager_one_slice_is_the_refined_generic_kernel_bitwise(dtype):
     changed = 0
     for case in range(160):
         n = int(rng.integers(2, 2000))
-        shape, axis = [((n,), 0), ((1, n), 1), ((n, 1), 0), ((1, n, 1), 1)][case % 4]
+        shape, axis = _one_slice_layout(n, case)
         values = rng.standard_normal(n) * rng.choice([0.3, 3.0, 10.0])
         if case % 3 == 0:
             values[rng.integers(n)] = 40.0  # one dominant term
