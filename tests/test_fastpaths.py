@@ -986,6 +986,37 @@ def test_jax_large_path_under_vmap_keeps_its_conds(sums_in_one_pass, monkeypatch
                 assert _same(a, b)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_sums_in_one_pass_each_take_their_own_exp(dtype):
+    """With both sums in one pass (GPUs), ``sum(exp(d))`` and the sum of
+    ``frac(exp(d))`` each compute ``exp(d)`` (``_jax_total_and_sum_below``): XLA
+    merges neither the two ``d`` nor the two ``exp`` (one ``exp`` of two
+    consumers, float64 on a GPU, was written to memory between two passes),
+    and each ``d`` is ``(x - shift) / t`` bitwise. On a GPU no full-size array
+    is written between the program's kernels."""
+    jax, jnp = _jax()
+    x = jnp.asarray(np.random.default_rng(6).standard_normal((8, 1000)).astype(dtype) * 3)
+    shift = jnp.max(x, axis=1, keepdims=True)
+
+    def shared(v, shift, t):
+        scaled = jnp.exp(_fastpaths._jax_shifted(jnp, v, shift, t))
+        return jnp.sum(scaled, axis=1, keepdims=True), jnp.sum(scaled - jnp.floor(scaled), axis=1, keepdims=True)
+
+    for t in (1.0, 3.0):
+        program = jax.jit(lambda v, shift: _fastpaths._jax_total_and_sum_below(jnp, v, shift, 1, t)).lower(x, shift).compile()
+        text = program.as_text()
+        assert text.count(" exponential(") == 2, text
+        entry = text.split("ENTRY", 1)[1]
+        if jax.default_backend() != "cpu":
+            assert not [line for line in entry.splitlines() if " fusion(" in line and "[8,1000]" in line.split(" fusion(")[0]]
+        both = jax.jit(lambda v, shift: (_fastpaths._jax_shifted(jnp, v, shift, t), _fastpaths._jax_divided(jnp, -(shift - v), t)))
+        d, negated = both(x, shift)
+        assert _same(d, negated)
+        # the sums of one shared exp, within XLA's order of summation
+        for a, b in zip(program(x, shift), jax.jit(shared, static_argnums=2)(x, shift, t)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=4 * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize(
     "dtype, layout", [("float32", "rows"), ("float64", "rows"), ("float32", "columns"), ("float32", "middle")]
 )

@@ -1731,8 +1731,11 @@ def jax_kernel(
         # total = k + sum(exp(d) for d < 0) >= k: each tie adds exactly 1 and
         # rounding is monotone, so a slice with 0 < total < 2 has one tie.
         # A slice with no entries has total = 0, NaN stays NaN.
-        terms = xp.exp(_jax_shifted(xp, x, shift, temperature))
-        total = xp.sum(xp.astype(terms, xp.float64) if wide else terms, axis=axis, keepdims=True)
+        if one_pass:
+            total, below = _jax_total_and_sum_below(xp, x, shift, axis, temperature)
+        else:
+            terms = xp.exp(_jax_shifted(xp, x, shift, temperature))
+            total = xp.sum(xp.astype(terms, xp.float64) if wide else terms, axis=axis, keepdims=True)
         if positive_inf:
             # Slices with +inf: the generic kernel's limit takes their +inf entries
             # as 0 (its new maximum) and the rest as -inf, so total is the count of
@@ -1748,8 +1751,7 @@ def jax_kernel(
             again = again & ~infinite
         if one_pass:
             # (see _jax_sums_in_one_pass) the one-tie slices' sum without the pivot
-            # beside the first, a sibling reduction XLA fuses into the same pass there
-            return _jax_rest_in_one_pass(xp, x, shift, rest, again, axis, temperature)
+            return xp.where(again, below, rest)
         if wide:
             # q divides by total itself; lse and log_q take total - 1 where its
             # rounding cannot reach them (_jax_lse_keeps_wide_total)
@@ -1852,9 +1854,13 @@ def _jax_sums_in_one_pass() -> bool:
     0.56, ``softmax`` and ``log_softmax`` forward+backward 0.75 and 0.45;
     (32, 8, 256, 256) 0.60-0.76; axis 0 of (1024, 4096) 0.55-0.84; one row of
     10M 0.78-0.83; float64 (4096, 1024) 0.53-0.94; float64 (32, 8, 256, 256)
-    1.03-1.05. Against ``jax.nn``, float32: 1.00-1.36 (before 1.33-2.54),
-    but (32, 8, 256, 256) ``softmax``/``log_softmax`` forward+backward 2.23/1.57
-    (before 2.93/2.17). XLA:CPU does not fuse the two reductions into one loop
+    1.03-1.05, where the two sums shared one ``exp`` that XLA wrote to memory
+    (now each takes its own, :func:`_jax_total_and_sum_below`: 0.74-0.90x the
+    time, bitwise the same). Against ``jax.nn``, float32: 1.00-1.36 (before
+    1.33-2.54), but (32, 8, 256, 256) ``softmax``/``log_softmax``
+    forward+backward 2.23/1.57 (before 2.93/2.17): ``jax.nn``'s is one fused
+    kernel a row, smoothmax's four passes (maximum, sums, the backward's sum,
+    the output). XLA:CPU does not fuse the two reductions into one loop
     (both sums measured 3.7-4x ``jax.nn.logsumexp`` at (4096, 1024) float64,
     the ``frac`` sum alone 1.2x), so the CPU keeps its second pass over the
     slices that need it (:func:`_jax_rest_of_slices`)."""
@@ -2307,6 +2313,18 @@ def _jax_rest_in_one_pass(xp: Any, x: Any, shift: Any, rest: Any, again: Any, ax
     ``rest`` elsewhere."""
     below = _jax_sum_below(xp, _jax_shifted(xp, x, shift, t), axis)
     return xp.where(again, below, rest)
+
+
+def _jax_total_and_sum_below(xp: Any, x: Any, shift: Any, axis: int, t: float) -> tuple[Any, Any]:
+    """``sum(exp(d))`` and :func:`_jax_sum_below` along ``axis`` (keepdims), each
+    from its own ``exp``: the second's ``d`` from ``-(shift - x)``, bitwise
+    ``x - shift``, which XLA does not merge with the first. With one ``exp`` of
+    two consumers, XLA on GPUs does not copy a float64 ``exp`` (an expensive op
+    there) into both reductions, and writes ``exp(d)`` to memory between two
+    passes (float64 ``logsumexp`` at (32, 8, 256, 256): 2.06x ``jax.nn`` on an
+    H200); as two, each fuses into its reduction and the two into one pass."""
+    total = xp.sum(xp.exp(_jax_shifted(xp, x, shift, t)), axis=axis, keepdims=True)
+    return total, _jax_sum_below(xp, _jax_divided(xp, -(shift - x), t), axis)
 
 
 def _jax_sum_below(xp: Any, shifted: Any, axis: int) -> Any:
