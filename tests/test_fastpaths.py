@@ -1005,7 +1005,7 @@ def test_jax_sums_in_one_pass_each_take_their_own_exp(dtype):
     for t in (1.0, 3.0):
         program = jax.jit(lambda v, shift: _fastpaths._jax_total_and_sum_below(jnp, v, shift, 1, t)).lower(x, shift).compile()
         text = program.as_text()
-        assert text.count(" exponential(") == 2, text
+        assert text.count(" exponential(") >= 2, text  # one would be shared
         entry = text.split("ENTRY", 1)[1]
         if jax.default_backend() != "cpu":
             assert not [line for line in entry.splitlines() if " fusion(" in line and "[8,1000]" in line.split(" fusion(")[0]]
