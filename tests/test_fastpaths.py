@@ -76,6 +76,7 @@ def _inputs() -> list[tuple[str, np.ndarray, int]]:
                     [1.0, INF, INF, 0.0],
                     [-INF] * 4,
                     [1.0, NAN, 2.0, 0.0],
+                    [NAN, INF, 0.0, 1.0],  # NaN beside +inf: NaN
                     [3.0, 2.0, 1.0, -INF],
                     [-INF, 5.0, -INF, 4.0],
                     [2.0, 2.0, 2.0, 2.0],
@@ -851,10 +852,13 @@ def _jax_ulps(name, values, output, large=False):
 #: Both JAX paths: in one piece (arrays up to 2 MiB, all of INPUTS) and the
 #: large-array path (sum with the ties, lax.cond branches), the latter also as
 #: GPUs take it (both sums in one pass, no float64 total), here on the CPU.
+#: JAX's paths: the one-piece path, the large-array path (``exp(d)`` computed
+#: once for the sums and ``q`` by the layout, ``_fastpaths._jax_exp_once``; once
+#: on every layout; twice on every layout) and its sums in one pass (GPUs).
 JAX_PATHS = pytest.mark.parametrize(
-    "one_piece_bytes, sums_in_one_pass",
-    [(_fastpaths._JAX_SMALL_BYTES, False), (0, False), (0, True)],
-    ids=["one-piece", "large", "large-one-pass"],
+    "one_piece_bytes, sums_in_one_pass, exp_once",
+    [(_fastpaths._JAX_SMALL_BYTES, False, None), (0, False, None), (0, False, True), (0, False, False), (0, True, None)],
+    ids=["one-piece", "large", "large-exp-once", "large-exp-twice", "large-one-pass"],
 )
 
 
@@ -878,7 +882,7 @@ JAX_TEMPERATURE_INPUTS = frozenset(
 
 @JAX_PATHS
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, sums_in_one_pass, monkeypatch):
+def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, sums_in_one_pass, exp_once, monkeypatch):
     """Under ``jit`` the two are different XLA programs, and XLA fuses
     ``(x - m) / t - log_sum`` differently in each: ``log_q`` at ``t != 1`` may
     differ by one ulp there. Everything else is bitwise, except as
@@ -887,11 +891,12 @@ def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, sums_in
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
     # the large path's sums as GPUs take them (both sums in one pass), here on the CPU too
     monkeypatch.setattr(_fastpaths, "_JAX_SUMS_IN_ONE_PASS", sums_in_one_pass)
+    monkeypatch.setattr(_fastpaths, "_JAX_EXP_ONCE", exp_once)
     outputs = ("lse", "sign", "log_q", "q")
     # one program per axis and temperature, which jit keeps for each shape (the
     # random and tied inputs share theirs): the fast one traced anew for this
     # path, the generic one shared by both (compile time is this test's cost)
-    fast = _jax_jitted(_fastpaths.jax_kernel, ("fast", one_piece_bytes, sums_in_one_pass), outputs)
+    fast = _jax_jitted(_fastpaths.jax_kernel, ("fast", one_piece_bytes, sums_in_one_pass, exp_once), outputs)
     generic = _jax_jitted(_kernel.kernel, ("generic",), outputs)
     failures = []
     for name, values, axis in INPUTS:
@@ -915,10 +920,11 @@ def test_jax_fast_path_matches_generic_under_jit(dtype, one_piece_bytes, sums_in
 
 
 @JAX_PATHS
-def test_jax_fast_path_under_vmap(one_piece_bytes, sums_in_one_pass, monkeypatch):
+def test_jax_fast_path_under_vmap(one_piece_bytes, sums_in_one_pass, exp_once, monkeypatch):
     jax, jnp = _jax()
     monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", one_piece_bytes)
     monkeypatch.setattr(_fastpaths, "_JAX_SUMS_IN_ONE_PASS", sums_in_one_pass)
+    monkeypatch.setattr(_fastpaths, "_JAX_EXP_ONCE", exp_once)
     x = jnp.asarray(np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 0.0], [-INF, -INF, -INF]]))
     fast = jax.vmap(lambda v: _fastpaths.jax_kernel(jnp, v, None, 0, 1.0, ("lse", "q")))(x)
     generic = jax.vmap(lambda v: _kernel.kernel(jnp, v, None, 0, 1.0, ("lse", "q")))(x)
@@ -1015,6 +1021,62 @@ def test_jax_sums_in_one_pass_each_take_their_own_exp(dtype):
         # the sums of one shared exp, within XLA's order of summation
         for a, b in zip(program(x, shift), jax.jit(shared, static_argnums=2)(x, shift, t)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=4 * np.finfo(dtype).eps)
+
+
+def test_jax_exp_once_by_layout(monkeypatch):
+    """On the CPU the large-array path computes ``exp(d)`` once for the sums and
+    ``q`` (``_fastpaths._jax_exp_once``) along any axis but a last one of at most
+    ``_JAX_EXP_ONCE_LONGER_THAN`` (there twice), and only where ``q`` (or the
+    rule's ``exp``) is asked for: its program holds one ``exp``, the other two.
+    On such a layout the special slices keep the table (NaN beside ``+inf``
+    is NaN, ``+inf`` entries share the mass, an all ``-inf`` slice gives 0)
+    and the gradient of ``logsumexp`` is ``softmax`` bitwise."""
+    jax, jnp = _jax()
+    monkeypatch.setattr(_fastpaths, "_JAX_SMALL_BYTES", 0)
+    longest = _fastpaths._JAX_EXP_ONCE_LONGER_THAN
+    short_rows, long_rows = jnp.zeros((4, longest)), jnp.zeros((4, longest + 1))
+    assert not _fastpaths._jax_exp_once(short_rows, 1, ("q",))
+    assert _fastpaths._jax_exp_once(long_rows, 1, ("q",)) and _fastpaths._jax_exp_once(long_rows, 1, ("lse", "q"))
+    assert _fastpaths._jax_exp_once(short_rows, 0, ("q",)) and _fastpaths._jax_exp_once(jnp.zeros((3, 4, 5)), 1, ("exp", "total"))
+    assert not _fastpaths._jax_exp_once(long_rows, 1, ("lse",)) and not _fastpaths._jax_exp_once(long_rows, 1, ("log_q",))
+    def readers_of_exp(jaxpr):
+        # the top-level equations that read the one top-level exp (through the
+        # optimization_barrier that keeps it one array): the sums' and q's
+        (exp,) = [equation for equation in jaxpr.eqns if equation.primitive.name == "exp"]
+        values = {id(value) for value in exp.outvars}  # (variables by identity: literals do not hash)
+        readers = []
+        for equation in jaxpr.eqns:
+            if any(id(value) in values for value in equation.invars):
+                if equation.primitive.name == "optimization_barrier":
+                    values |= {id(value) for value in equation.outvars}
+                else:
+                    readers.append(equation.primitive.name)
+        return readers
+
+    for x, axis, once in ((long_rows, 1, True), (short_rows, 0, True), (short_rows, 1, False)):
+        closed = jax.make_jaxpr(lambda v: _fastpaths.jax_kernel(jnp, v, None, axis, 1.0, ("lse", "q")))(x)
+        readers = readers_of_exp(closed.jaxpr)
+        # once: read by the sum (in float32 rows through a conversion to float64) and by q;
+        # twice: the sums' exp in the +inf cond's branches, q's read by q alone
+        assert (len(readers) >= 2) == once and ("cond" not in readers), (x.shape, axis, readers)
+
+    rows = np.random.default_rng(8).standard_normal((6, longest + 7)) * 3
+    rows[0, 5], rows[0, 9] = NAN, INF  # NaN beside +inf
+    rows[1, [3, 40]] = INF  # two +inf entries
+    rows[2] = -INF  # no entries
+    rows[3, 11] = NAN
+    rows[4, 0] = 60.0  # one dominant term
+    for dtype in ("float32", "float64"):
+        for values, axis in ((rows, 1), (rows.T.copy(), 0)):
+            x = jnp.asarray(values.astype(dtype))
+            q = np.asarray(jax.jit(lambda v: smoothmax.softmax(v, axis=axis))(x))
+            gradient = jax.jit(jax.grad(lambda v: jnp.sum(smoothmax.logsumexp(v, axis=axis))))(x)
+            assert _same(gradient, q)
+            q = q if axis == 1 else q.T
+            assert np.isnan(q[0]).all() and np.isnan(q[3]).all()
+            assert q[1, 3] == q[1, 40] == 0.5 and (np.delete(q[1], [3, 40]) == 0).all()
+            assert (q[2] == 0).all()
+            np.testing.assert_allclose(q[[4, 5]].sum(axis=1), 1.0, rtol=4 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize(
