@@ -850,11 +850,10 @@ def _jax_ulps(name, values, output, large=False):
 
 
 #: Both JAX paths: in one piece (arrays up to 2 MiB, all of INPUTS) and the
-#: large-array path (sum with the ties, lax.cond branches), the latter also as
-#: GPUs take it (both sums in one pass, no float64 total), here on the CPU.
-#: JAX's paths: the one-piece path, the large-array path (``exp(d)`` computed
-#: once for the sums and ``q`` by the layout, ``_fastpaths._jax_exp_once``; once
-#: on every layout; twice on every layout) and its sums in one pass (GPUs).
+#: large-array path (sum with the ties, lax.cond branches), the latter with
+#: ``exp(d)`` computed once for the sums and ``q`` as the layout decides
+#: (``_fastpaths._jax_exp_once``), on every layout and on none, and as GPUs
+#: take it (both sums in one pass, no float64 total), here on the CPU.
 JAX_PATHS = pytest.mark.parametrize(
     "one_piece_bytes, sums_in_one_pass, exp_once",
     [(_fastpaths._JAX_SMALL_BYTES, False, None), (0, False, None), (0, False, True), (0, False, False), (0, True, None)],
@@ -1027,8 +1026,8 @@ def test_jax_exp_once_by_layout(monkeypatch):
     """On the CPU the large-array path computes ``exp(d)`` once for the sums and
     ``q`` (``_fastpaths._jax_exp_once``) along any axis but a last one of at most
     ``_JAX_EXP_ONCE_LONGER_THAN`` (there twice), and only where ``q`` (or the
-    rule's ``exp``) is asked for: its program holds one ``exp``, the other two.
-    On such a layout the special slices keep the table (NaN beside ``+inf``
+    rule's ``exp``) is asked for: the one ``exp`` outside the ``lax.cond``s is
+    read by the sum and by ``q``, else by ``q`` alone. On such a layout the special slices keep the table (NaN beside ``+inf``
     is NaN, ``+inf`` entries share the mass, an all ``-inf`` slice gives 0)
     and the gradient of ``logsumexp`` is ``softmax`` bitwise."""
     jax, jnp = _jax()
@@ -1039,6 +1038,7 @@ def test_jax_exp_once_by_layout(monkeypatch):
     assert _fastpaths._jax_exp_once(long_rows, 1, ("q",)) and _fastpaths._jax_exp_once(long_rows, 1, ("lse", "q"))
     assert _fastpaths._jax_exp_once(short_rows, 0, ("q",)) and _fastpaths._jax_exp_once(jnp.zeros((3, 4, 5)), 1, ("exp", "total"))
     assert not _fastpaths._jax_exp_once(long_rows, 1, ("lse",)) and not _fastpaths._jax_exp_once(long_rows, 1, ("log_q",))
+
     def readers_of_exp(jaxpr):
         # the top-level equations that read the one top-level exp (through the
         # optimization_barrier that keeps it one array): the sums' and q's

@@ -1742,8 +1742,8 @@ def jax_kernel(
             if not counted:
                 terms = xp.exp(_jax_shifted(xp, x, shift, temperature))
             total = xp.sum(xp.astype(terms, xp.float64) if wide else terms, axis=axis, keepdims=True)
-        if counted:
-            positive_inf, infinite = False, maximum == math.inf
+        if positive_inf or counted:
+            infinite = maximum == math.inf
         if positive_inf:
             # Slices with +inf: the generic kernel's limit takes their +inf entries
             # as 0 (its new maximum) and the rest as -inf, so total is the count of
@@ -1751,7 +1751,6 @@ def jax_kernel(
             # summed again. (Not summed from x with at_positive_inf applied: XLA
             # fuses no select into the reduction, and a full-size temporary in
             # this branch is one in every call's buffer; see below.)
-            infinite = maximum == math.inf
             total = xp.where(infinite, xp.astype(_jax_count_positive_inf(xp, x, axis), total.dtype), total)
         rest = _jax_rest_from_total(xp, total)
         again = _jax_one_tie(total)
