@@ -1025,8 +1025,8 @@ def test_jax_sums_in_one_pass_each_take_their_own_exp(dtype):
 def test_jax_exp_once_by_layout(monkeypatch):
     """On the CPU the large-array path computes ``exp(d)`` once for the sums and
     ``q`` (``_fastpaths._jax_exp_once``) along any axis but a last one of at most
-    ``_JAX_EXP_ONCE_LONGER_THAN`` (there twice), and only where ``q`` (or the
-    rule's ``exp``) is asked for: the one ``exp`` outside the ``lax.cond``s is
+    ``_JAX_EXP_ONCE_LONGER_THAN`` (there twice but beside ``log_q``), and only
+    where ``q`` (or the rule's ``exp``) is asked for: the one ``exp`` outside the ``lax.cond``s is
     read by the sum and by ``q``, else by ``q`` alone. On such a layout the special slices keep the table (NaN beside ``+inf``
     is NaN, ``+inf`` entries share the mass, an all ``-inf`` slice gives 0)
     and the gradient of ``logsumexp`` is ``softmax`` bitwise."""
@@ -1038,6 +1038,7 @@ def test_jax_exp_once_by_layout(monkeypatch):
     assert _fastpaths._jax_exp_once(long_rows, 1, ("q",)) and _fastpaths._jax_exp_once(long_rows, 1, ("lse", "q"))
     assert _fastpaths._jax_exp_once(short_rows, 0, ("q",)) and _fastpaths._jax_exp_once(jnp.zeros((3, 4, 5)), 1, ("exp", "total"))
     assert not _fastpaths._jax_exp_once(long_rows, 1, ("lse",)) and not _fastpaths._jax_exp_once(long_rows, 1, ("log_q",))
+    assert _fastpaths._jax_exp_once(short_rows, 1, ("log_q", "q"))  # log_softmax's rule reads q
 
     def readers_of_exp(jaxpr):
         # the top-level equations that read the one top-level exp (through the

@@ -1869,7 +1869,8 @@ def _jax_exp_once(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
     JVP rule's ``exp``), as ``jax.nn.softmax`` does, rather than once in the
     sums' pass and again in ``q``'s: where ``q`` or ``exp`` is asked for, along
     any axis but a last one of at most ``_JAX_EXP_ONCE_LONGER_THAN`` (as
-    ``smoothmax._jax._scaled_tangent``, whose rule reads that ``exp``).
+    ``smoothmax._jax._scaled_tangent``, whose rule reads that ``exp``), and
+    along those too beside ``log_q`` (the rule of ``log_softmax`` reads ``q``).
 
     The ``+inf`` maxima take their limit in the one ``exp`` (a select there,
     NaN kept: XLA's maximum may have skipped it), so no ``lax.cond`` sends them
@@ -1891,7 +1892,9 @@ def _jax_exp_once(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
     (16384, 256) 0.84-0.87/0.87-0.90/0.91-1.11, 0.88/0.95/0.95; axis 1 of
     (16, 4096, 64) 0.81/0.78/0.79, 0.88/0.98/0.92. ``log_softmax``
     forward+backward, whose rule reads ``q``: (10_000_000,) 0.87/0.94, axis 0
-    of (1024, 4096) 0.89-1.07/0.89. Rows of 256-1024 along the last axis lose:
+    of (1024, 4096) 0.89-1.07/0.89, and on rows of 256-1024 too: (4096, 1024)
+    1.01-1.05/0.88-1.00, (8192, 512) 0.99/0.80, (32, 8, 256, 256) 0.91-0.92/
+    0.88-0.89 (two runs). For ``q`` without ``log_q`` rows of 256-1024 lose:
     forward+backward 1.13-1.85 and the gradient 1.15-1.23 at (4096, 1024),
     (8192, 512) and (32, 8, 256, 256), whether the rule takes the scaled
     tangent or not (``exp(d)`` is a full-size temporary more, 16-64 MiB,
@@ -1901,7 +1904,7 @@ def _jax_exp_once(x: Any, axis: int, outputs: tuple[str, ...]) -> bool:
         return False
     if _JAX_EXP_ONCE is not None:
         return _JAX_EXP_ONCE
-    return axis != x.ndim - 1 or x.shape[axis] > _JAX_EXP_ONCE_LONGER_THAN
+    return "log_q" in outputs or axis != x.ndim - 1 or x.shape[axis] > _JAX_EXP_ONCE_LONGER_THAN
 
 
 #: Whether JAX's large-array path sums ``frac(exp(d))`` beside ``exp(d)`` in its
