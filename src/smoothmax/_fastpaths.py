@@ -1830,9 +1830,8 @@ def jax_kernel(
     if not one_pass and _jax_exp_once(x, axis, outputs):
         # exp(d) once, at the generic kernel's limits, for the sums and q (see
         # _jax_exp_once); NaN kept (XLA's maximum may have skipped it for +inf)
-        finite_limit = xp.where(x == x, _kernel._constant(xp, -math.inf, x), x)
-        limit = xp.where(x == math.inf, _kernel._constant(xp, 0.0, x), finite_limit)
-        difference = xp.where(maximum == math.inf, limit, x - shift)
+        at_limits, _ = _kernel.shift_at_limits(xp, x, maximum, keep_nan=True)
+        difference = at_limits - shift
         exponential = jax.lax.optimization_barrier(xp.exp(_jax_divided(xp, difference, temperature)))
         rest = sums(x, shift, terms=exponential)
     else:
